@@ -1,0 +1,2 @@
+//! File systems behind one trait: ext2 (read-write), hostfs, ramfs.
+#![forbid(unsafe_code)]

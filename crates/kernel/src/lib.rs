@@ -1,0 +1,2 @@
+//! The guest kernel: VFS, fd table, syscalls, processes, ELF loader.
+#![forbid(unsafe_code)]

@@ -1,0 +1,10 @@
+/* The example the README runs: an ordinary C program, unmodified. */
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    printf("Hello World!\n");
+    for (int i = 1; i < argc; i++)
+        printf("arg %d: %s\n", i, argv[i]);
+    return 0;
+}
