@@ -1177,6 +1177,7 @@ fn write_fs(
                         FileData::Sparse { size, extents } => {
                             w.write_data(&mut SparseSource { extents }, *size, true, &path)?
                         }
+                        FileData::Host { size: 0, .. } => ([0; N_BLOCKS], 0),
                         FileData::Host { path: p, size } => {
                             let mut src =
                                 HostSource::open(p, *size).map_err(|e| Ext2Error::io(p, e))?;
