@@ -18,7 +18,7 @@
 //!   root hash, instead of being random.
 
 use super::layout::{self, Geometry, Needs};
-use super::sink::{Hashers, Sink};
+use super::sink::{self, Channels, Shared, Sink};
 use super::structs::*;
 use super::tree::{FileData, Meta, NodeId, NodeKind, Tree};
 use super::Ext2Error;
@@ -45,8 +45,11 @@ pub struct Options {
     /// Clamp every time to this (`SOURCE_DATE_EPOCH`), and use it for the
     /// superblock times.
     pub source_date_epoch: Option<i64>,
-    /// Hashing threads; 0 picks one per CPU (at most 4).
+    /// Worker threads (transform, write, hash); 0 picks one per CPU (at
+    /// most 4).
     pub threads: usize,
+    /// Write aligned blocks with `O_DIRECT` when the file system allows it.
+    pub direct_io: bool,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             min_size: 0,
             source_date_epoch: None,
             threads: 0,
+            direct_io: true,
         }
     }
 }
@@ -1010,9 +1014,17 @@ pub fn build(
         source: e,
     })?;
     let zero_leaf = verity::hash_block(&salt, &[0u8; VBS]);
-    let hashers = Hashers {
+    let shared = Shared {
         leaves: Mutex::new(vec![zero_leaf; data_blocks as usize]),
         salt,
+        file: out,
+        direct: if opts.direct_io {
+            sink::open_direct(out_path)
+        } else {
+            None
+        },
+        transform: payload.transform,
+        error: Mutex::new(None),
     };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism()
@@ -1026,26 +1038,27 @@ pub fn build(
         p.start(prep.files, prep.file_bytes);
     }
 
-    let (job_tx, job_rx) = Sink::job_channel();
-    let job_rx = Mutex::new(job_rx);
-    let (used_blocks, used_inodes) = std::thread::scope(|s| -> Result<(u64, u64), Ext2Error> {
-        let (free_tx, free_rx) = Sink::free_channel();
+    let Channels {
+        job_tx,
+        job_rx,
+        free_tx,
+        free_rx,
+    } = Channels::new();
+    let (counts, dirty) = std::thread::scope(|s| {
         let job_rx = &job_rx;
-        let hashers = &hashers;
+        let shared = &shared;
         for _ in 0..threads {
             let free = free_tx.clone();
-            s.spawn(move || hashers.run(job_rx, free));
+            s.spawn(move || shared.run(job_rx, free));
         }
         drop(free_tx);
         let mut sink = Sink::new(
-            out,
             out_path,
+            shared,
             header_len,
             bs as usize,
             geo.blocks_count,
-            payload.transform,
-            hashers,
-            Some(job_tx),
+            (threads > 0).then_some(job_tx),
             free_rx,
         );
         if !payload.header.is_empty() {
@@ -1059,27 +1072,29 @@ pub fn build(
             progress,
             chunk_blocks: (1 << 20) / bs as usize,
         };
-        let result = write_fs(&mut w, tree, &prep, opts, uuid, hash_seed);
-        let Writer { sink, .. } = w;
-        let counts = result?;
-        sink.finish()?;
-        Ok(counts)
+        let counts = write_fs(&mut w, tree, &prep, opts, uuid, hash_seed)?;
+        let dirty = w.sink.finish()?;
+        Ok::<_, Ext2Error>((counts, dirty))
     })?;
-
-    let leaves = hashers
+    let (used_blocks, used_inodes) = counts;
+    let werr = |e| Ext2Error::Write {
+        path: out_path.to_path_buf(),
+        source: e,
+    };
+    if let Some(e) = shared.take_error() {
+        return Err(werr(e));
+    }
+    sink::read_back(&shared, out_path, &dirty)?;
+    let leaves = shared
         .leaves
         .into_inner()
-        .map_err(|_| Ext2Error::Config("hashing thread failed".into()))?;
+        .map_err(|_| Ext2Error::Config("a worker thread failed".into()))?;
     let (tree_bytes, root_hash) = verity::build_tree(&salt, &leaves);
     let verity_uuid = uuid_from(&derive(b"verity uuid", &root_hash));
     let sb = verity::Superblock {
         uuid: verity_uuid,
         data_blocks,
         salt,
-    };
-    let werr = |e| Ext2Error::Write {
-        path: out_path.to_path_buf(),
-        source: e,
     };
     out.write_all_at(&sb.to_block(), hash_offset)
         .map_err(werr)?;

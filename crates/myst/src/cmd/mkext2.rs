@@ -216,6 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         min_size: args.size.unwrap_or(0),
         source_date_epoch: source_date_epoch()?,
         threads: 0,
+        direct_io: true,
     };
 
     let tree = Tree::from_dir(&args.dir)?;
