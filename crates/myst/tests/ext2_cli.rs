@@ -158,7 +158,7 @@ fn trees_that_do_not_fit_leave_nothing_behind() {
         fs::create_dir(&src).unwrap();
         fs::write(src.join("secret"), b"s").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0)).unwrap();
+        fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
         let (code, err) = fails(&[], &src, &img);
         assert_eq!(code, 1);
         assert!(err.contains("secret"), "{err}");
