@@ -18,7 +18,9 @@ fn debugfs_safe(p: &Path) -> bool {
         .all(|&c| (0x21..0x7f).contains(&c) && c != b'"' && c != b'\'')
 }
 
-fn check_tree(bs: &str) {
+/// Builds the full tree with `--block-size bs --size size` (a size that
+/// makes several block groups, so that superblock backups are checked too).
+fn check_tree(bs: &str, size: &str) {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let as_root = full_tree(&src);
@@ -26,13 +28,31 @@ fn check_tree(bs: &str) {
         eprintln!("not root: devices and foreign owners are left out of the tree");
     }
     let img = work.path().join("img");
-    mkext2(&src, &img, &["--block-size", bs]);
+    mkext2(&src, &img, &["--block-size", bs, "--size", size]);
     let want = manifest(&src);
 
-    // e2fsck on the ext2 part.
+    // e2fsck on the ext2 part, with the primary superblock and with the
+    // backup in group 1.
     let ext = work.path().join("ext2");
     ext2_part(&img, &ext);
     e2fsck_clean(&ext);
+    let bsn: u64 = bs.parse().unwrap();
+    let backup = bsn * 8 + u64::from(bsn == 1024);
+    let o = Command::new("e2fsck")
+        .args(["-fn", "-b", &backup.to_string(), "-B", bs])
+        .arg(&ext)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "e2fsck with the backup superblock at {backup}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let groups = stdout(&ok(Command::new("dumpe2fs").arg(&ext)))
+        .lines()
+        .filter(|l| l.starts_with("Group "))
+        .count();
+    assert!(groups >= 3, "{groups} block groups");
 
     // debugfs rdump: regular files, directories, symlink targets, modes,
     // owners (when root) and times of files and directories.
@@ -191,17 +211,17 @@ fn split_dev(dev: u64) -> (u32, u32) {
 
 #[test]
 fn full_tree_4096_byte_blocks() {
-    check_tree("4096");
+    check_tree("4096", "300m");
 }
 
 #[test]
 fn full_tree_2048_byte_blocks() {
-    check_tree("2048");
+    check_tree("2048", "100m");
 }
 
 #[test]
 fn full_tree_1024_byte_blocks() {
-    check_tree("1024");
+    check_tree("1024", "30m");
 }
 
 /// Copies the image sparsely and flips one byte at `off`.

@@ -30,7 +30,7 @@ use std::sync::Mutex;
 /// Bytes of one write-combining buffer.
 const BUF_BYTES: usize = 4 << 20;
 /// Buffers in flight between the builder and the workers.
-const BUFFERS: usize = 8;
+const BUFFERS: usize = 12;
 /// Alignment `O_DIRECT` needs (memory, offset and length).
 const ALIGN: usize = 4096;
 
