@@ -38,7 +38,8 @@ pub struct Args {
     /// (the public key is derived from it).
     #[arg(long, short = 's', value_name = "PUB:PRIV|PRIV")]
     pub sign: Option<String>,
-    /// Encrypt the file system with the 64-byte key in KEYFILE (LUKS1).
+    /// Encrypt the file system with the 64-byte key in KEYFILE (LUKS1);
+    /// not implemented yet.
     #[arg(long, short = 'e', value_name = "KEYFILE")]
     pub encrypt: Option<PathBuf>,
     /// With --encrypt: add a LUKS key slot opened by this passphrase
