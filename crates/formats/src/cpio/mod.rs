@@ -7,7 +7,7 @@
 //!   should not have to load a large archive into memory).
 //!
 //! Both accept `070701` and `070702` (the CRC variant, whose checksum they
-//! verify), upper- or lower-case hex, and the layouts of GNU cpio, bsdtar,
+//! verify on regular files, like GNU cpio and Linux), upper- or lower-case hex, and the layouts of GNU cpio, bsdtar,
 //! Mystikos and the Linux kernel. Every number read from an archive is
 //! untrusted: arithmetic on it is checked, and sizes that run past the end of
 //! the archive are errors, never panics or huge allocations.
@@ -143,7 +143,8 @@ impl Meta {
 pub enum Format {
     /// `070701`: the check field is unused.
     Newc,
-    /// `070702`: the check field is the sum of the data bytes (mod 2^32).
+    /// `070702`: the check field of a regular file is the sum of its data
+    /// bytes (mod 2^32); writers leave it 0 on other types.
     Crc,
 }
 

@@ -131,7 +131,8 @@ impl<'a> Entries<'a> {
                 ),
             ));
         };
-        if h.format == Format::Crc {
+        // GNU cpio and the kernel checksum regular files only (a symlink has check 0).
+        if h.format == Format::Crc && file_type == FileType::Regular {
             let sum = checksum(data, 0);
             if sum != h.check {
                 return Err(CpioError::BadEntry {

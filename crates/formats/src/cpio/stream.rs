@@ -300,7 +300,9 @@ impl<R: Read> StreamReader<R> {
         }
         self.remaining = size;
         self.pad = pad4(data_end);
-        self.crc = (h.format == Format::Crc).then_some((h.check, 0));
+        // GNU cpio and the kernel checksum regular files only (a symlink has check 0).
+        self.crc =
+            (h.format == Format::Crc && file_type == FileType::Regular).then_some((h.check, 0));
         Ok(Some(StreamEntry {
             name,
             file_type,
