@@ -156,7 +156,7 @@ pub fn make_tree(root: &Path) {
     if is_root() {
         rustix::fs::chownat(
             CWD,
-            &root.join("bin/tool"),
+            root.join("bin/tool"),
             Some(rustix::fs::Uid::from_raw(1234)),
             Some(rustix::fs::Gid::from_raw(5678)),
             AtFlags::empty(),
@@ -164,7 +164,7 @@ pub fn make_tree(root: &Path) {
         .unwrap();
         rustix::fs::chownat(
             CWD,
-            &root.join("bin/rel"),
+            root.join("bin/rel"),
             Some(rustix::fs::Uid::from_raw(4321)),
             None,
             AtFlags::SYMLINK_NOFOLLOW,
