@@ -4,7 +4,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 
 use super::{
     check_entry, checksum, display_name, pad4, parse_header, parse_name, CpioError, FileType,
-    Format, Meta, HEADER_LEN, TRAILER_NAME,
+    Format, Meta, HEADER_LEN, MAGIC_CRC, MAGIC_NEWC, TRAILER_NAME,
 };
 
 /// The header of one validated entry read by [`StreamReader`]; its data
@@ -196,14 +196,12 @@ impl<R: Read> StreamReader<R> {
         Ok(())
     }
 
-    /// Reads exactly `buf.len()` bytes; `Ok(false)` on a clean end of stream
-    /// before the first byte.
-    fn fill(&mut self, buf: &mut [u8], what: &dyn Fn(usize) -> String) -> Result<bool, CpioError> {
+    /// Reads until `buf` is full or the stream ends; returns the bytes read.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, CpioError> {
         let mut filled = 0;
         while filled < buf.len() {
             match self.inner.read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => return Err(self.truncated(self.cur_offset, what(filled))),
+                Ok(0) => break,
                 Ok(n) => {
                     filled += n;
                     self.pos += n as u64;
@@ -217,15 +215,15 @@ impl<R: Read> StreamReader<R> {
                 }
             }
         }
-        Ok(true)
+        Ok(filled)
     }
 
     fn skip_pad(&mut self) -> Result<(), CpioError> {
         let mut pad = [0u8; 3];
         let n = usize::try_from(self.pad).unwrap_or(3).min(3);
         self.pad = 0;
-        if n > 0 && !self.fill(&mut pad[..n], &|_| "padding after the data".into())? {
-            return Err(self.truncated(self.cur_offset, "padding after the data".into()));
+        if self.fill(&mut pad[..n])? < n {
+            return Err(self.truncated(self.cur_offset, "in the padding after the data".into()));
         }
         Ok(())
     }
@@ -246,10 +244,23 @@ impl<R: Read> StreamReader<R> {
         self.cur_offset = off;
         self.cur_name.clear();
         let mut hdr = [0u8; HEADER_LEN];
-        if !self.fill(&mut hdr, &|got| {
-            format!("a header needs {HEADER_LEN} bytes, {got} left")
-        })? {
+        let got = self.fill(&mut hdr)?;
+        if got == 0 {
             return Err(CpioError::NoTrailer { offset: off });
+        }
+        if got < HEADER_LEN {
+            // Garbage is reported as such rather than as a short header.
+            let m = &hdr[..got.min(6)];
+            if !MAGIC_NEWC.starts_with(m) && !MAGIC_CRC.starts_with(m) {
+                return Err(CpioError::BadMagic {
+                    offset: off,
+                    found: m.escape_ascii().to_string(),
+                });
+            }
+            return Err(self.truncated(
+                off,
+                format!("a header needs {HEADER_LEN} bytes, {got} left"),
+            ));
         }
         let h = parse_header(&hdr, off)?;
         let namesize = u64::from(h.namesize);
@@ -268,10 +279,9 @@ impl<R: Read> StreamReader<R> {
         }
         // namesize <= MAX_NAME_SIZE, checked by parse_header.
         let mut raw = vec![0u8; h.namesize as usize];
-        if !self.fill(&mut raw, &|got| {
-            format!("the name needs {namesize} bytes, {got} left")
-        })? {
-            return Err(self.truncated(off, format!("the name needs {namesize} bytes, 0 left")));
+        let got = self.fill(&mut raw)?;
+        if got < raw.len() {
+            return Err(self.truncated(off, format!("the name needs {namesize} bytes, {got} left")));
         }
         let name = parse_name(&raw, off)?.to_vec();
         self.pad = pad4(self.pos);
