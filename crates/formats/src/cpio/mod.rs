@@ -236,6 +236,14 @@ pub enum CpioError {
         /// The error.
         source: std::io::Error,
     },
+    /// Copying an entry's data straight into the archive failed.
+    #[error("copying the data of {name:?} into the archive: {source}")]
+    CopyData {
+        /// The name, escaped.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// Writing the archive failed.
     #[error("writing the archive: {0}")]
     Write(#[source] std::io::Error),

@@ -391,6 +391,34 @@ fn large_data_crosses_the_buffer() {
     assert_eq!(got[2].data, &data[..]);
 }
 
+#[test]
+fn append_with_writes_straight_to_the_output() {
+    let mut w = Writer::new(Vec::new());
+    w.append_data(b"a", &file_meta(0o100644), b"x").unwrap();
+    w.append_with(b"b", &file_meta(0o100644), 5, |out| {
+        out.extend_from_slice(b"12345");
+        Ok(5)
+    })
+    .unwrap();
+    w.append_data(b"c", &file_meta(0o100644), b"zz").unwrap();
+    let e = w
+        .append_with(b"d", &file_meta(0o100644), 5, |_| Ok(2))
+        .unwrap_err();
+    assert!(e.to_string().contains("copied 2 of 5"), "{e}");
+    let mut w = Writer::new(Vec::new());
+    w.append_data(b"a", &file_meta(0o100644), b"x").unwrap();
+    w.append_with(b"b", &file_meta(0o100644), 5, |out| {
+        out.extend_from_slice(b"12345");
+        Ok(5)
+    })
+    .unwrap();
+    w.append_data(b"c", &file_meta(0o100644), b"zz").unwrap();
+    let a = w.finish().unwrap();
+    let got: Vec<Entry> = entries(&a).collect::<Result<_, _>>().unwrap();
+    let data: Vec<&[u8]> = got.iter().map(|e| e.data).collect();
+    assert_eq!(data, [&b"x"[..], b"12345", b"zz"]);
+}
+
 fn arb_entry() -> impl Strategy<Value = (Vec<u8>, Meta, Vec<u8>)> {
     let types = prop_oneof![
         Just(0o100_000u32),

@@ -7,9 +7,10 @@ use super::{
     TRAILER_NAME,
 };
 
-/// Size of the writer's buffer: large writes keep the syscall count low, and
-/// file data is read straight into it (no second copy).
-const BUF_SIZE: usize = 1 << 20;
+/// Size of the writer's buffer. File data is read straight into it (no
+/// second copy); 128 KiB keeps the syscall count low while the buffer stays
+/// in the CPU cache between the read and the write (1 MiB was measurably slower).
+const BUF_SIZE: usize = 1 << 17;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -96,6 +97,37 @@ impl<W: Write> Writer<W> {
             left -= n as u64;
             self.pos += n as u64;
         }
+        self.pad()
+    }
+
+    /// Appends an entry whose `size` bytes of data `copy` writes straight to
+    /// the output, after the writer's buffer has been flushed (for example
+    /// with `std::io::copy` from a `File`, which lets Linux copy in the
+    /// kernel). `copy` returns the bytes it wrote, which must be `size`.
+    pub fn append_with<F>(
+        &mut self,
+        name: &[u8],
+        meta: &Meta,
+        size: u64,
+        copy: F,
+    ) -> Result<(), CpioError>
+    where
+        F: FnOnce(&mut W) -> std::io::Result<u64>,
+    {
+        self.header(name, meta, size)?;
+        self.flush_buf()?;
+        let err = |source| CpioError::CopyData {
+            name: display_name(name),
+            source,
+        };
+        let n = copy(&mut self.out).map_err(err)?;
+        if n != size {
+            return Err(err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                format!("copied {n} of {size} bytes (did it change while being archived?)"),
+            )));
+        }
+        self.pos += size;
         self.pad()
     }
 

@@ -10,13 +10,18 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use myst_formats::cpio::{display_name, Meta, Writer, MYSTIKOS_MAX_NAME, S_IFMT};
+
+/// Files at least this large are copied into the archive by the kernel;
+/// smaller ones go through the writer's buffer, which batches their headers
+/// and data into few large writes.
+const COPY_IN_KERNEL: u64 = 256 << 10;
 
 /// Pack a directory tree into a CPIO (newc) archive for a ramfs root.
 #[derive(clap::Args)]
@@ -228,8 +233,15 @@ impl Packer<'_> {
         }
         let f = File::open(path).with_context(|| format!("{}", path.display()))?;
         let meta = self.meta(md, 1);
-        self.w
-            .append_reader(rel, &meta, size, &f)
-            .with_context(|| format!("{} -> {}", path.display(), self.out.display()))
+        let r = if size >= COPY_IN_KERNEL {
+            // std::io::copy between files uses copy_file_range: no copy
+            // through user space.
+            self.w.append_with(rel, &meta, size, |out| {
+                std::io::copy(&mut (&f).take(size), out)
+            })
+        } else {
+            self.w.append_reader(rel, &meta, size, &f)
+        };
+        r.with_context(|| format!("{} -> {}", path.display(), self.out.display()))
     }
 }
