@@ -190,6 +190,10 @@ impl Extractor<'_> {
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect();
+        // Checked in the first pass too; the archive may have changed since.
+        if e.file_type == FileType::Symlink && e.size > MAX_TARGET {
+            bail!("symlink target of {} bytes is absurd", e.size);
+        }
         match e.file_type {
             FileType::Directory => self.make_dir(comps, e.meta),
             FileType::Regular | FileType::Symlink if e.meta.nlink > 1 => self.linked(comps, e, r),
