@@ -3,12 +3,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
 
@@ -80,9 +79,7 @@ pub fn set_mtime(p: &Path, secs: i64) {
 fn write(p: &Path, data: &[u8], mode: u32, mtime: i64) {
     fs::write(p, data).unwrap();
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
-    let f = File::options().write(true).open(p).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime as u64))
-        .unwrap();
+    set_mtime(p, mtime);
 }
 
 /// A tree with every kind of entry mkcpio stores: files of awkward sizes
