@@ -1,4 +1,294 @@
 //! File systems behind one trait: ext2 (read-write), hostfs, ramfs.
+//!
+//! The trait is inode-number based, like the on-disk formats and like FUSE's
+//! low-level API: path walking, symlink following, mount crossing and open
+//! file state belong to the kernel's VFS, not to file systems. Every method
+//! takes `&self`; implementations use interior locking so one mounted file
+//! system serves all guest threads.
 #![forbid(unsafe_code)]
 
 pub mod ext2;
+
+use std::fmt;
+
+/// Inode number inside one file system.
+pub type Ino = u64;
+
+/// A Linux errno value (positive), the error currency of file systems and
+/// the kernel. `msg` is an optional static explanation for logs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno {
+    /// The errno number, e.g. 2 for ENOENT.
+    pub code: i32,
+    /// Why, for logs; never shown to the guest.
+    pub msg: &'static str,
+}
+
+macro_rules! errnos {
+    ($($name:ident = $v:expr),* $(,)?) => {
+        impl Errno {
+            $(
+                #[doc = concat!("`", stringify!($name), "`")]
+                pub const $name: Errno = Errno { code: $v, msg: "" };
+            )*
+            /// The symbolic name, e.g. "ENOENT".
+            pub fn name(&self) -> &'static str {
+                match self.code { $($v => stringify!($name),)* _ => "E?" }
+            }
+        }
+    };
+}
+
+errnos! {
+    EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ENXIO = 6, E2BIG = 7,
+    ENOEXEC = 8, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13,
+    EFAULT = 14, EBUSY = 16, EEXIST = 17, EXDEV = 18, ENODEV = 19, ENOTDIR = 20,
+    EISDIR = 21, EINVAL = 22, ENFILE = 23, EMFILE = 24, ENOTTY = 25, ETXTBSY = 26,
+    EFBIG = 27, ENOSPC = 28, ESPIPE = 29, EROFS = 30, EMLINK = 31, EPIPE = 32,
+    ERANGE = 34, EDEADLK = 35, ENAMETOOLONG = 36, ENOSYS = 38, ENOTEMPTY = 39,
+    ELOOP = 40, ENODATA = 61, EOVERFLOW = 75, EOPNOTSUPP = 95, ETIMEDOUT = 110,
+}
+
+impl Errno {
+    /// The same errno with an explanation attached.
+    pub const fn with(self, msg: &'static str) -> Errno {
+        Errno {
+            code: self.code,
+            msg,
+        }
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.msg.is_empty() {
+            write!(f, "{}", self.name())
+        } else {
+            write!(f, "{} ({})", self.name(), self.msg)
+        }
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Errno {}
+
+/// Result of file-system operations.
+pub type FsResult<T> = Result<T, Errno>;
+
+/// File type, as in the `S_IFMT` bits of a mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// Regular file.
+    Regular,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    CharDev,
+    /// Block device.
+    BlockDev,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+}
+
+impl FileType {
+    /// The `S_IFMT` bits of this type.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileType::Regular => 0o100000,
+            FileType::Directory => 0o040000,
+            FileType::Symlink => 0o120000,
+            FileType::CharDev => 0o020000,
+            FileType::BlockDev => 0o060000,
+            FileType::Fifo => 0o010000,
+            FileType::Socket => 0o140000,
+        }
+    }
+
+    /// The type named by the `S_IFMT` bits of `mode`, if valid.
+    pub fn from_mode(mode: u32) -> Option<FileType> {
+        Some(match mode & 0o170000 {
+            0o100000 => FileType::Regular,
+            0o040000 => FileType::Directory,
+            0o120000 => FileType::Symlink,
+            0o020000 => FileType::CharDev,
+            0o060000 => FileType::BlockDev,
+            0o010000 => FileType::Fifo,
+            0o140000 => FileType::Socket,
+            _ => return None,
+        })
+    }
+
+    /// The `d_type` value of getdents64.
+    pub fn dirent_type(self) -> u8 {
+        match self {
+            FileType::Fifo => 1,
+            FileType::CharDev => 2,
+            FileType::Directory => 4,
+            FileType::BlockDev => 6,
+            FileType::Regular => 8,
+            FileType::Symlink => 10,
+            FileType::Socket => 12,
+        }
+    }
+}
+
+/// A point in time (seconds and nanoseconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Timespec {
+    /// Seconds.
+    pub sec: i64,
+    /// Nanoseconds, 0..1e9.
+    pub nsec: u32,
+}
+
+/// Attributes of an inode (what stat reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: Ino,
+    /// File type.
+    pub kind: FileType,
+    /// Permission bits (`0o7777`), without the type bits.
+    pub perm: u32,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Allocated 512-byte sectors.
+    pub blocks: u64,
+    /// Preferred I/O size.
+    pub blksize: u32,
+    /// Device number for device inodes (Linux `makedev` encoding).
+    pub rdev: u64,
+    /// Last access.
+    pub atime: Timespec,
+    /// Last modification.
+    pub mtime: Timespec,
+    /// Last status change.
+    pub ctime: Timespec,
+}
+
+impl Attr {
+    /// Full `st_mode`: type bits plus permissions.
+    pub fn mode(&self) -> u32 {
+        self.kind.mode_bits() | (self.perm & 0o7777)
+    }
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Name bytes (no `/`, no NUL); includes `.` and `..`.
+    pub name: Vec<u8>,
+    /// Inode number.
+    pub ino: Ino,
+    /// Type.
+    pub kind: FileType,
+}
+
+/// Attribute changes (chmod, chown, truncate, utimes); `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub perm: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (truncate or extend with a hole).
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<Timespec>,
+    /// New modification time.
+    pub mtime: Option<Timespec>,
+}
+
+/// What statfs reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatFs {
+    /// `f_type` magic (0xEF53 for ext2, 0x858458f6 for ramfs, ...).
+    pub fs_type: u64,
+    /// Block size.
+    pub bsize: u64,
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks available to unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Longest name.
+    pub namelen: u64,
+}
+
+/// Who creates a new inode, and with what initial attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewInode {
+    /// Type.
+    pub kind: FileType,
+    /// Permission bits (umask already applied by the caller).
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number for device inodes.
+    pub rdev: u64,
+    /// Creation time (used for atime, mtime and ctime).
+    pub time: Timespec,
+}
+
+/// A mounted file system. Names are single components (never `.`/`..` for
+/// create-like calls; `lookup` of `..` must work for directories). Errors are
+/// Linux errnos: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, ENOSPC, EROFS,
+/// EIO (corruption or a failed integrity check), ENAMETOOLONG, ...
+pub trait FileSystem: Send + Sync {
+    /// Root directory inode.
+    fn root(&self) -> Ino;
+    /// Finds `name` in directory `dir`.
+    fn lookup(&self, dir: Ino, name: &[u8]) -> FsResult<Ino>;
+    /// Attributes of `ino`.
+    fn getattr(&self, ino: Ino) -> FsResult<Attr>;
+    /// Changes attributes; returns the new ones.
+    fn setattr(&self, ino: Ino, set: &SetAttr) -> FsResult<Attr>;
+    /// Reads at `offset`; returns bytes read (0 at or past end of file).
+    fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> FsResult<usize>;
+    /// Writes at `offset`, extending the file; returns bytes written.
+    fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<usize>;
+    /// All entries of a directory, `.` and `..` included.
+    fn readdir(&self, dir: Ino) -> FsResult<Vec<DirEntry>>;
+    /// Creates a regular file, directory, device, FIFO or socket `name` in `dir`.
+    fn create(&self, dir: Ino, name: &[u8], new: &NewInode) -> FsResult<Ino>;
+    /// Creates a symlink `name` in `dir` pointing at `target`.
+    fn symlink(&self, dir: Ino, name: &[u8], target: &[u8], new: &NewInode) -> FsResult<Ino>;
+    /// Reads a symlink's target.
+    fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>>;
+    /// Adds a hard link to `ino` as `name` in `dir`.
+    fn link(&self, ino: Ino, dir: Ino, name: &[u8]) -> FsResult<()>;
+    /// Removes a non-directory entry.
+    fn unlink(&self, dir: Ino, name: &[u8]) -> FsResult<()>;
+    /// Removes an empty directory.
+    fn rmdir(&self, dir: Ino, name: &[u8]) -> FsResult<()>;
+    /// Renames, replacing the target if allowed (POSIX rename semantics).
+    fn rename(&self, old_dir: Ino, old: &[u8], new_dir: Ino, new: &[u8]) -> FsResult<()>;
+    /// File-system statistics.
+    fn statfs(&self) -> FsResult<StatFs>;
+    /// Flushes what can be flushed (a no-op for memory-backed file systems).
+    fn fsync(&self, ino: Ino) -> FsResult<()>;
+}
