@@ -40,17 +40,19 @@ if [ ! -x "$DEB/bin/sh" ]; then
     fi
 fi
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f", m}'; }
+median() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
+# Each run prints "wall cpu" (seconds; cpu = user + sys, children included).
+timed() {
+    /usr/bin/time -f "%e %U %S" -o "$OUT/time.txt" "$@" >/dev/null
+    awk '{printf "%s %.3f\n", $1, $2 + $3}' "$OUT/time.txt"
+}
 run_myst() { # tree img
-    "$MYST" mkext2 --force "$1" "$2" >/dev/null
+    timed "$MYST" mkext2 --force "$1" "$2"
 }
 run_mystikos() { # tree img size
-    rm -f "$2"
-    truncate -s "$3" "$2"
-    mke2fs -q -t ext2 -d "$1" "$2"
-    veritysetup format --hash-offset="$3" "$2" "$2" >/dev/null
+    timed bash -c 'rm -f "$2" && truncate -s "$3" "$2" && mke2fs -q -t ext2 -d "$1" "$2" &&
+        veritysetup format --hash-offset="$3" "$2" "$2"' _ "$1" "$2" "$3"
 }
 
 RESULTS=$OUT/results.md
@@ -59,8 +61,8 @@ RESULTS=$OUT/results.md
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%d GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
     echo "Tools: $(mke2fs -V 2>&1 | head -1), $(veritysetup --version)"
     echo
-    echo "| tree | files | bytes | myst mkext2 (s) | mke2fs -d + veritysetup format (s) | speed-up | myst MB/s |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| tree | files | bytes | myst wall s | myst CPU s | mke2fs+veritysetup wall s | CPU s | wall ratio | CPU ratio | myst MB/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$RESULTS"
 
 SHA=$(openssl speed -evp sha256 -bytes 4096 -seconds 2 2>/dev/null | awk '/^sha256/{print $2}' | tr -d k)
@@ -73,31 +75,30 @@ for spec in "generated:$GEN" "debian:$DEB"; do
     bytes=$(du -sbx "$tree" | cut -f1)
     img_m=$OUT/$name-myst.img
     img_b=$OUT/$name-mystikos.img
-    run_myst "$tree" "$img_m" # warm-up; also gives the size
+    run_myst "$tree" "$img_m" >/dev/null # warm-up; also gives the size
     S=$("$MYST" fssig "$img_m" | awk '/^hash_offset/{print $2}')
-    run_mystikos "$tree" "$img_b" "$S"
-    tm=(); tb=()
+    run_mystikos "$tree" "$img_b" "$S" >/dev/null
+    : >"$OUT/m.txt"; : >"$OUT/b.txt"
     for _ in $(seq "$RUNS"); do
         sync
-        a=$(now); run_myst "$tree" "$img_m"; b=$(now)
-        tm+=("$(echo "$b - $a" | bc)")
+        run_myst "$tree" "$img_m" >>"$OUT/m.txt"
         sync
-        a=$(now); run_mystikos "$tree" "$img_b" "$S"; b=$(now)
-        tb+=("$(echo "$b - $a" | bc)")
+        run_mystikos "$tree" "$img_b" "$S" >>"$OUT/b.txt"
     done
-    mm=$(printf '%s\n' "${tm[@]}" | median)
-    mb=$(printf '%s\n' "${tb[@]}" | median)
-    ratio=$(echo "scale=2; $mb / $mm" | bc)
-    mbs=$(echo "scale=0; $bytes / $mm / 1000000" | bc)
-    echo "$name: myst ${tm[*]} | mke2fs+veritysetup ${tb[*]}" >&2
+    mw=$(cut -d' ' -f1 "$OUT/m.txt" | median); mc=$(cut -d' ' -f2 "$OUT/m.txt" | median)
+    bw=$(cut -d' ' -f1 "$OUT/b.txt" | median); bc_=$(cut -d' ' -f2 "$OUT/b.txt" | median)
+    rw=$(echo "scale=2; $bw / $mw" | bc); rc=$(echo "scale=2; $bc_ / $mc" | bc)
+    mbs=$(echo "scale=0; $bytes / $mw / 1000000" | bc)
+    echo "$name: myst $(tr '\n' ' ' <"$OUT/m.txt")| mystikos $(tr '\n' ' ' <"$OUT/b.txt")" >&2
     label=$name
     [ "$name" = debian ] && label="$DEB_NOTE"
-    echo "| $label | $files | $bytes | $mm | $mb | ${ratio}x | $mbs |" >>"$RESULTS"
+    echo "| $label | $files | $bytes | $mw | $mc | $bw | $bc_ | ${rw}x | ${rc}x | $mbs |" >>"$RESULTS"
     rm -f "$img_m" "$img_b"
 done
 {
     echo
     echo "SHA-256 on this machine (openssl speed -evp sha256, 4096-byte blocks): $SHA_MBS MB/s."
-    echo "myst MB/s = tree bytes / median time (it reads, writes and hashes every byte)."
+    echo "myst MB/s = tree bytes / median wall time (it reads, writes and hashes every byte)."
+    echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 } >>"$RESULTS"
 cat "$RESULTS"
