@@ -1009,7 +1009,7 @@ pub fn build(
     let end = hash_offset + vgeo.area_bytes();
     out.set_len(end).map_err(|e| Ext2Error::Write {
         path: out_path.to_path_buf(),
-        source: e,
+        err: e,
     })?;
     let zero_leaf = verity::hash_block(&salt, &[0u8; VBS]);
     let shared = Shared {
@@ -1078,7 +1078,7 @@ pub fn build(
     let (used_blocks, used_inodes) = counts;
     let werr = |e| Ext2Error::Write {
         path: out_path.to_path_buf(),
-        source: e,
+        err: e,
     };
     if let Some(e) = shared.take_error() {
         return Err(werr(e));

@@ -30,12 +30,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Ext2Error {
     /// A file of the source tree could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a separate cause).
+        err: std::io::Error,
     },
     /// A file of the source tree cannot be stored.
     #[error("{}: {msg}", path.display())]
@@ -55,12 +55,12 @@ pub enum Ext2Error {
     #[error("tree too big: {0}")]
     TooBig(String),
     /// Writing the image failed.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}: {err}", path.display())]
     Write {
         /// The image.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a separate cause).
+        err: std::io::Error,
     },
     /// An on-disk structure is invalid.
     #[error("corrupt ext2 file system: {0}")]
@@ -72,7 +72,7 @@ impl Ext2Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Ext2Error::Io {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }
     }
 }

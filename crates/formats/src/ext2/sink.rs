@@ -242,7 +242,7 @@ impl<'a> Sink<'a> {
     fn err(&self, e: io::Error) -> Ext2Error {
         Ext2Error::Write {
             path: self.path.to_path_buf(),
-            source: e,
+            err: e,
         }
     }
 
@@ -436,7 +436,7 @@ pub(crate) fn read_back(
 ) -> Result<(), Ext2Error> {
     let err = |e| Ext2Error::Write {
         path: path.to_path_buf(),
-        source: e,
+        err: e,
     };
     let mut leaves = shared
         .leaves

@@ -303,7 +303,9 @@ pub fn full_tree(root: &Path) -> bool {
     write(&d("setuid"), b"#!/bin/sh\n");
     fs::set_permissions(d("setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
     write(&d("no-perms"), b"secret");
-    fs::set_permissions(d("no-perms"), fs::Permissions::from_mode(0o000)).unwrap();
+    // Only root can read a file without permissions.
+    let none = if as_root { 0o000 } else { 0o400 };
+    fs::set_permissions(d("no-perms"), fs::Permissions::from_mode(none)).unwrap();
     fs::create_dir_all(d("sticky")).unwrap();
     fs::set_permissions(d("sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
     write(&d("dir/sgid"), b"g");
