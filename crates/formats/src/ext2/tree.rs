@@ -142,6 +142,15 @@ impl Tree {
     /// Entries are sorted by name bytes; files sharing a device and inode
     /// number become hard links. Files are not read here.
     pub fn from_dir(root: &Path) -> Result<Self, Ext2Error> {
+        Self::from_dir_with_progress(root, &mut |_| {})
+    }
+
+    /// [`Tree::from_dir`], calling `progress` with the number of entries
+    /// seen so far after each directory.
+    pub fn from_dir_with_progress(
+        root: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Self, Ext2Error> {
         let md = std::fs::symlink_metadata(root).map_err(|e| Ext2Error::io(root, e))?;
         if !md.is_dir() {
             return Err(Ext2Error::Source {
@@ -208,6 +217,7 @@ impl Tree {
                     links.insert((md.dev(), md.ino()), id);
                 }
             }
+            progress(tree.nodes.len() as u64);
         }
         Ok(tree)
     }

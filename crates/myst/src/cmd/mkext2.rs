@@ -169,6 +169,26 @@ fn progress_bar(files: u64, bytes: u64) -> Option<Bar> {
     })
 }
 
+/// Scans the tree, with a spinner on a terminal (large trees take seconds).
+fn scan(dir: &Path) -> anyhow::Result<Tree> {
+    let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    if !terminal {
+        return Ok(Tree::from_dir(dir)?);
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message("scanning");
+    let mut last = 0u64;
+    let tree = Tree::from_dir_with_progress(dir, &mut |n| {
+        if n >= last + 1000 {
+            last = n;
+            spinner.set_message(format!("scanning: {n} entries"));
+            spinner.tick();
+        }
+    });
+    spinner.finish_and_clear();
+    Ok(tree?)
+}
+
 fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => v
@@ -220,7 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         direct_io: true,
     };
 
-    let tree = Tree::from_dir(&args.dir)?;
+    let tree = scan(&args.dir)?;
     let (files, bytes) = count(&tree);
     if args.trace {
         println!(
