@@ -682,3 +682,38 @@ mod random_trees {
         }
     }
 }
+
+#[test]
+fn indirect_blocks_sit_before_the_data_they_map() {
+    // 5 MiB dense: direct, single and double indirect with 4 KiB blocks.
+    let data: Vec<u8> = (0..5u32 << 20).map(|i| (i % 249) as u8 | 1).collect();
+    let mut tree = Tree::new(meta(0o755));
+    tree.add(Tree::ROOT, b"f", meta(0o644), file(FileData::Memory(data)));
+    let (img, image) = build_to(&tree, &Options::default(), &Payload::default());
+    let ext = ext2_of(&img, &image);
+    let fsck = run(Command::new("e2fsck").arg("-fn").arg(&ext));
+    assert!(fsck.contains("(0.0% non-contiguous)"), "{fsck}");
+    let stat = run(Command::new("debugfs").arg("-R").arg("stat /f").arg(&ext));
+    // "(0-11):A-B, (IND):B+1, (12-1035):B+2-..., (DIND):..., (IND):..., (1036-...)"
+    let blocks = stat.split("BLOCKS:").nth(1).unwrap();
+    let runs: Vec<&str> = blocks.split(", ").map(|r| r.trim()).collect();
+    assert!(runs[0].starts_with("(0-11):"), "{blocks}");
+    assert!(runs[1].starts_with("(IND):"), "{blocks}");
+    assert!(runs[2].starts_with("(12-1035):"), "{blocks}");
+    assert!(runs[3].starts_with("(DIND):"), "{blocks}");
+    assert!(runs[4].starts_with("(IND):"), "{blocks}");
+    let num = |r: &str| -> u64 {
+        r.split(':')
+            .nth(1)
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(num(runs[2]), num(runs[1]) + 1);
+    assert_eq!(num(runs[4]), num(runs[3]) + 1);
+    assert_eq!(num(runs[5]), num(runs[4]) + 1);
+}

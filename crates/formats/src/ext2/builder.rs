@@ -779,115 +779,176 @@ impl<'g> Alloc<'g> {
         self.ends[self.group as usize] = self.next;
     }
 
-    fn one(&mut self) -> Result<u64, Ext2Error> {
-        let (b, _) = self.peek()?;
-        self.take(1);
-        Ok(b)
+    /// Gives back the last `n` blocks taken (in the current group).
+    fn untake(&mut self, n: u64) {
+        self.next -= n;
+        self.ends[self.group as usize] = self.next;
+    }
+
+    /// Leaves the rest of the current group free.
+    fn skip_group(&mut self) {
+        self.next = self.geo.group_start(self.group) + self.geo.group_len(self.group);
     }
 }
 
-/// Maps logical to physical blocks of one inode and builds its indirect
-/// blocks. Logical blocks arrive in increasing order.
+/// An indirect block a logical block needs, parents first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// The triple indirect block.
+    Top,
+    /// A double indirect block: 0 = `i_block[13]`, m >= 1 = the m-th
+    /// under the triple.
+    Mid(u64),
+    /// A single indirect block: leaf `i` maps logical blocks
+    /// `12 + i*ppb ..`; 0 = `i_block[12]`, 1..=ppb under the double,
+    /// the rest under the triple.
+    Leaf(u64),
+}
+
+/// Maps logical to physical blocks of one inode. Logical blocks arrive in
+/// increasing order; the indirect blocks they need are allocated just
+/// before them (as mke2fs places them) and filled in when the map is done.
 struct MapBuilder {
     ppb: u64,
-    direct: [u32; N_DIRECT],
-    /// Leaf indirect blocks `(index, pointers)`; leaf `i` maps logical
-    /// blocks `12 + i*ppb ..`. Leaf 0 is the single indirect block, leaves
-    /// 1..=ppb hang under the double, the rest under the triple.
-    leaves: Vec<(u64, Vec<u32>)>,
-    count: u64,
+    i_block: [u32; N_BLOCKS],
+    data: u64,
+    leaves: Vec<(u64, u64, Vec<u32>)>,
+    mids: Vec<(u64, u64, Vec<u32>)>,
+    top: Option<(u64, Vec<u32>)>,
 }
 
 impl MapBuilder {
     fn new(bs: u64) -> Self {
         MapBuilder {
             ppb: bs / 4,
-            direct: [0; N_DIRECT],
+            i_block: [0; N_BLOCKS],
+            data: 0,
             leaves: Vec::new(),
-            count: 0,
+            mids: Vec::new(),
+            top: None,
         }
     }
 
-    fn add(&mut self, logical: u64, physical: u64) {
-        self.count += 1;
-        if logical < N_DIRECT as u64 {
-            self.direct[logical as usize] = physical as u32;
-            return;
+    fn leaf_of(&self, logical: u64) -> Option<u64> {
+        logical.checked_sub(N_DIRECT as u64).map(|l| l / self.ppb)
+    }
+
+    fn mid_of(&self, leaf: u64) -> Option<u64> {
+        match leaf {
+            0 => None,
+            l if l <= self.ppb => Some(0),
+            l => Some(1 + (l - 1 - self.ppb) / self.ppb),
         }
-        let l = logical - N_DIRECT as u64;
-        let (leaf, slot) = (l / self.ppb, (l % self.ppb) as usize);
-        match self.leaves.last_mut() {
-            Some((i, v)) if *i == leaf => v[slot] = physical as u32,
-            _ => {
-                let mut v = vec![0u32; self.ppb as usize];
-                v[slot] = physical as u32;
-                self.leaves.push((leaf, v));
+    }
+
+    /// Blocks after `logical` (included) that share its indirect block.
+    fn span(&self, logical: u64) -> u64 {
+        match logical.checked_sub(N_DIRECT as u64) {
+            None => N_DIRECT as u64 - logical,
+            Some(l) => self.ppb - l % self.ppb,
+        }
+    }
+
+    /// The indirect blocks `logical` needs that do not exist yet.
+    fn missing(&self, logical: u64) -> Vec<Level> {
+        let mut out = Vec::new();
+        let Some(leaf) = self.leaf_of(logical) else {
+            return out;
+        };
+        if leaf > self.ppb && self.top.is_none() {
+            out.push(Level::Top);
+        }
+        if let Some(mid) = self.mid_of(leaf) {
+            if self.mids.last().map(|m| m.0) != Some(mid) {
+                out.push(Level::Mid(mid));
             }
         }
+        if self.leaves.last().map(|l| l.0) != Some(leaf) {
+            out.push(Level::Leaf(leaf));
+        }
+        out
     }
 
-    /// Allocates and writes the indirect blocks; returns `i_block` and the
-    /// total number of blocks (data + indirect).
-    fn finish(
-        self,
-        alloc: &mut Alloc,
-        sink: &mut Sink,
-    ) -> Result<([u32; N_BLOCKS], u64), Ext2Error> {
+    fn set_parent(&mut self, level: Level, value: u32) {
         let ppb = self.ppb;
-        let mut i_block = [0u32; N_BLOCKS];
-        i_block[..N_DIRECT].copy_from_slice(&self.direct);
-        let mut total = self.count;
-        // Middle blocks: index 0 = the double indirect block, j >= 1 = the
-        // j-th double block under the triple.
-        let mut mids: Vec<(u64, Vec<u32>)> = Vec::new();
-        let mut top: Option<Vec<u32>> = None;
-        let mut out: Vec<(u64, Vec<u32>)> = Vec::new();
-        for (leaf, ptrs) in self.leaves {
-            let p = alloc.one()?;
-            out.push((p, ptrs));
-            if leaf == 0 {
-                i_block[12] = p as u32;
-                continue;
+        match level {
+            Level::Top => self.i_block[14] = value,
+            Level::Mid(0) => self.i_block[13] = value,
+            Level::Mid(m) => {
+                if let Some(t) = &mut self.top {
+                    t.1[(m - 1) as usize] = value;
+                }
             }
-            let (mid, slot) = if leaf <= ppb {
-                (0, (leaf - 1) as usize)
-            } else {
-                let t = leaf - 1 - ppb;
-                (1 + t / ppb, (t % ppb) as usize)
-            };
-            match mids.last_mut() {
-                Some((m, v)) if *m == mid => v[slot] = p as u32,
-                _ => {
-                    let mut v = vec![0u32; ppb as usize];
-                    v[slot] = p as u32;
-                    mids.push((mid, v));
+            Level::Leaf(0) => self.i_block[12] = value,
+            Level::Leaf(l) => {
+                let slot = if l <= ppb { l - 1 } else { (l - 1 - ppb) % ppb };
+                if let Some(m) = self.mids.last_mut() {
+                    m.2[slot as usize] = value;
                 }
             }
         }
-        for (mid, ptrs) in mids {
-            let p = alloc.one()?;
-            out.push((p, ptrs));
-            if mid == 0 {
-                i_block[13] = p as u32;
-            } else {
-                top.get_or_insert_with(|| vec![0u32; ppb as usize])[(mid - 1) as usize] = p as u32;
+    }
+
+    /// Creates the indirect blocks `levels` (from [`MapBuilder::missing`])
+    /// at the given physical blocks.
+    fn open(&mut self, levels: &[Level], phys: u64) {
+        for (i, &level) in levels.iter().enumerate() {
+            let p = phys + i as u64;
+            let zeros = vec![0u32; self.ppb as usize];
+            match level {
+                Level::Top => self.top = Some((p, zeros)),
+                Level::Mid(m) => self.mids.push((m, p, zeros)),
+                Level::Leaf(l) => self.leaves.push((l, p, zeros)),
+            }
+            self.set_parent(level, p as u32);
+        }
+    }
+
+    /// Undoes [`MapBuilder::open`] (the blocks they were for were all zeros).
+    fn cancel(&mut self, levels: &[Level]) {
+        for &level in levels.iter().rev() {
+            self.set_parent(level, 0);
+            match level {
+                Level::Top => self.top = None,
+                Level::Mid(_) => {
+                    self.mids.pop();
+                }
+                Level::Leaf(_) => {
+                    self.leaves.pop();
+                }
             }
         }
-        if let Some(ptrs) = top {
-            let p = alloc.one()?;
-            i_block[14] = p as u32;
-            out.push((p, ptrs));
-        }
-        total += out.len() as u64;
-        let mut bytes = Vec::with_capacity(ppb as usize * 4);
-        for (p, ptrs) in out {
-            bytes.clear();
-            for x in ptrs {
-                bytes.extend_from_slice(&x.to_le_bytes());
+    }
+
+    /// Maps `logical` to `physical`; its indirect blocks must be open.
+    fn add(&mut self, logical: u64, physical: u64) {
+        self.data += 1;
+        match logical.checked_sub(N_DIRECT as u64) {
+            None => self.i_block[logical as usize] = physical as u32,
+            Some(l) => {
+                if let Some(leaf) = self.leaves.last_mut() {
+                    leaf.2[(l % self.ppb) as usize] = physical as u32;
+                }
             }
-            sink.put(p, &bytes)?;
         }
-        Ok((i_block, total))
+    }
+
+    /// `i_block`, the blocks used (data + indirect) and the contents of
+    /// the indirect blocks.
+    fn finish(self) -> ([u32; N_BLOCKS], u64, Vec<(u64, Vec<u8>)>) {
+        let mut blocks = Vec::new();
+        let all = self
+            .leaves
+            .into_iter()
+            .map(|(_, p, v)| (p, v))
+            .chain(self.mids.into_iter().map(|(_, p, v)| (p, v)))
+            .chain(self.top);
+        for (p, v) in all {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            blocks.push((p, bytes));
+        }
+        let total = self.data + blocks.len() as u64;
+        (self.i_block, total, blocks)
     }
 }
 
@@ -925,12 +986,32 @@ impl Writer<'_, '_> {
             let mut lb = (ds / bs).max(pos);
             let lb_end = de.div_ceil(bs);
             while lb < lb_end {
+                let levels = map.missing(lb);
+                let m = levels.len() as u64;
                 let (phys, run) = self.alloc.peek()?;
+                if run < m + 1 {
+                    // Keep an indirect block next to its first data block.
+                    self.alloc.skip_group();
+                    continue;
+                }
                 self.sink.ensure_at(phys)?;
-                let room = self.sink.room()?;
+                if self.sink.room()? < m as usize + 1 {
+                    self.sink.flush()?;
+                    self.sink.ensure_at(phys)?;
+                }
+                let room = self.sink.room()? as u64 - m;
+                if m > 0 {
+                    // Placeholders, filled in when the map is complete.
+                    self.sink.slot(m as usize).fill(0);
+                    self.sink.commit(m as usize);
+                    self.alloc.take(m);
+                    map.open(&levels, phys);
+                }
+                let dphys = phys + m;
                 let n = (lb_end - lb)
-                    .min(run)
-                    .min(room as u64)
+                    .min(run - m)
+                    .min(room)
+                    .min(map.span(lb))
                     .min(self.chunk_blocks as u64);
                 let n = n as usize;
                 let off = lb * bs;
@@ -947,8 +1028,14 @@ impl Writer<'_, '_> {
                     if i != k {
                         slot.copy_within(i * b..(i + 1) * b, k * b);
                     }
-                    map.add(lb + i as u64, phys + k as u64);
+                    map.add(lb + i as u64, dphys + k as u64);
                     k += 1;
+                }
+                if k == 0 && m > 0 {
+                    // All zeros: no indirect block after all.
+                    self.sink.uncommit(m as usize);
+                    self.alloc.untake(m);
+                    map.cancel(&levels);
                 }
                 self.sink.commit(k);
                 self.alloc.take(k as u64);
@@ -959,7 +1046,11 @@ impl Writer<'_, '_> {
             }
             pos = lb_end;
         }
-        map.finish(&mut self.alloc, &mut self.sink)
+        let (i_block, total, indirect) = map.finish();
+        for (p, bytes) in indirect {
+            self.sink.defer(p, bytes);
+        }
+        Ok((i_block, total))
     }
 }
 
@@ -1043,7 +1134,7 @@ pub fn build(
         free_tx,
         free_rx,
     } = Channels::new();
-    let (counts, dirty) = std::thread::scope(|s| {
+    let (counts, tail) = std::thread::scope(|s| {
         let job_rx = &job_rx;
         let shared = &shared;
         for _ in 0..threads {
@@ -1072,8 +1163,8 @@ pub fn build(
             chunk_blocks: (1 << 20) / bs as usize,
         };
         let counts = write_fs(&mut w, tree, &prep, opts, uuid, hash_seed)?;
-        let dirty = w.sink.finish()?;
-        Ok::<_, Ext2Error>((counts, dirty))
+        let tail = w.sink.finish()?;
+        Ok::<_, Ext2Error>((counts, tail))
     })?;
     let (used_blocks, used_inodes) = counts;
     let werr = |e| Ext2Error::Write {
@@ -1083,7 +1174,7 @@ pub fn build(
     if let Some(e) = shared.take_error() {
         return Err(werr(e));
     }
-    sink::read_back(&shared, out_path, &dirty)?;
+    sink::complete(&shared, out_path, tail)?;
     let leaves = shared
         .leaves
         .into_inner()

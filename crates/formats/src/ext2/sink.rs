@@ -184,6 +184,8 @@ pub(crate) struct Sink<'a> {
     /// File-system blocks written so far (only kept with a transform).
     written: Option<Vec<u64>>,
     blocks_count: u64,
+    /// Blocks to rewrite at the end (indirect blocks).
+    deferred: Vec<(u64, Vec<u8>)>,
 }
 
 /// The channels between a [`Sink`] and its workers.
@@ -236,6 +238,7 @@ impl<'a> Sink<'a> {
             dirty: BTreeSet::new(),
             written,
             blocks_count,
+            deferred: Vec::new(),
         }
     }
 
@@ -297,6 +300,17 @@ impl<'a> Sink<'a> {
     /// Keeps the first `k` blocks of the last slot.
     pub(crate) fn commit(&mut self, k: usize) {
         self.buf_len += k * self.bs;
+    }
+
+    /// Drops the last `k` committed blocks (not flushed since).
+    pub(crate) fn uncommit(&mut self, k: usize) {
+        self.buf_len -= k * self.bs;
+    }
+
+    /// Records the final contents of a block already written (as a
+    /// placeholder); they are written once the workers are done.
+    pub(crate) fn defer(&mut self, block: u64, data: Vec<u8>) {
+        self.deferred.push((block, data));
     }
 
     /// Writes `data` (whole blocks) at block `block`.
@@ -398,10 +412,9 @@ impl<'a> Sink<'a> {
     }
 
     /// Flushes and, when a transform is set, fills the blocks never
-    /// written. Returns the verity blocks to hash by reading them back once
-    /// the workers are done (see [`read_back`]). Dropping the sink closes
-    /// the job channel, which ends the workers.
-    pub(crate) fn finish(mut self) -> Result<BTreeSet<u64>, Ext2Error> {
+    /// written. Returns what [`complete`] does once the workers are done.
+    /// Dropping the sink closes the job channel, which ends the workers.
+    pub(crate) fn finish(mut self) -> Result<Tail, Ext2Error> {
         self.flush()?;
         if let Some(w) = self.written.take() {
             let is_set = |b: u64| w[(b / 64) as usize] & (1 << (b % 64)) != 0;
@@ -423,27 +436,55 @@ impl<'a> Sink<'a> {
             }
             self.flush()?;
         }
-        Ok(std::mem::take(&mut self.dirty))
+        Ok(Tail {
+            dirty: std::mem::take(&mut self.dirty),
+            deferred: std::mem::take(&mut self.deferred),
+            base: self.base,
+            bs: self.bs as u64,
+        })
     }
 }
 
-/// Hashes the partly written verity blocks from the file, after all writes
-/// are done.
-pub(crate) fn read_back(
-    shared: &Shared,
-    path: &Path,
-    dirty: &BTreeSet<u64>,
-) -> Result<(), Ext2Error> {
+/// What is left once the workers are done: deferred blocks to write and
+/// verity blocks to hash from the file.
+pub(crate) struct Tail {
+    dirty: BTreeSet<u64>,
+    deferred: Vec<(u64, Vec<u8>)>,
+    base: u64,
+    bs: u64,
+}
+
+/// Writes the deferred blocks (transformed) and hashes every verity block
+/// they or partial writes touched by reading it back. Runs after the
+/// workers are done, so no worker writes these blocks or leaves.
+pub(crate) fn complete(shared: &Shared, path: &Path, tail: Tail) -> Result<(), Ext2Error> {
     let err = |e| Ext2Error::Write {
         path: path.to_path_buf(),
         err: e,
     };
+    let Tail {
+        mut dirty,
+        deferred,
+        base,
+        bs,
+    } = tail;
+    for (block, mut data) in deferred {
+        let payload_off = block * bs;
+        if let Some(t) = shared.transform {
+            t(&mut data, payload_off);
+        }
+        let off = base + payload_off;
+        shared.file.write_all_at(&data, off).map_err(err)?;
+        let first = off / VBS as u64;
+        let last = (off + data.len() as u64 - 1) / VBS as u64;
+        dirty.extend(first..=last);
+    }
     let mut leaves = shared
         .leaves
         .lock()
         .map_err(|_| err(io::Error::other("a worker thread failed")))?;
     let mut block = vec![0u8; VBS];
-    for &v in dirty {
+    for &v in &dirty {
         shared
             .file
             .read_exact_at(&mut block, v * VBS as u64)
