@@ -791,6 +791,9 @@ impl<'g> Alloc<'g> {
     }
 }
 
+/// A block number and its contents.
+type Block = (u64, Vec<u8>);
+
 /// An indirect block a logical block needs, parents first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -935,7 +938,7 @@ impl MapBuilder {
 
     /// `i_block`, the blocks used (data + indirect) and the contents of
     /// the indirect blocks.
-    fn finish(self) -> ([u32; N_BLOCKS], u64, Vec<(u64, Vec<u8>)>) {
+    fn finish(self) -> ([u32; N_BLOCKS], u64, Vec<Block>) {
         let mut blocks = Vec::new();
         let all = self
             .leaves
