@@ -173,13 +173,19 @@ struct Plan {
     blocks: u64,
 }
 
+/// The checked tree, numbered and measured.
 struct Prepared {
-    /// `plans[i]` is inode `FIRST_INO + i - 1`... see `ino_of_index`.
+    /// Inodes in number order: `plans[0]` is the root (2), `plans[i]` for
+    /// i >= 1 is inode 10 + i (see [`ino_of_index`]).
     plans: Vec<Plan>,
+    /// What sizing needs.
     needs: Needs,
+    /// Digest of everything but file contents (for salt and UUIDs).
     digest: [u8; 32],
+    /// Regular files and their bytes (for progress).
     files: u64,
     file_bytes: u64,
+    /// Superblock times (and lost+found's).
     fs_time: u32,
 }
 

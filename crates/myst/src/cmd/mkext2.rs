@@ -264,12 +264,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .suffix(".tmp")
         .tempfile_in(&parent)
         .with_context(|| format!("cannot create a file in {}", parent.display()))?;
+    // Plain image. With --encrypt, the header is the LUKS1 header (a
+    // multiple of 4096 bytes) and the transform encrypts each payload
+    // buffer in place at its byte offset (XTS sector = offset / 512); the
+    // verity tree then covers header + ciphertext.
+    let payload = Payload::default();
     let image = ext2::build(
         &tree,
         tmp.as_file(),
         tmp.path(),
         &opts,
-        &Payload::default(),
+        &payload,
         bar.as_ref().map(|b| b as &dyn Progress),
     )?;
     if let Some(b) = &bar {
