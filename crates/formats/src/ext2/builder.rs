@@ -73,7 +73,12 @@ pub struct Payload<'a> {
     /// as they are.
     pub header: &'a [u8],
     /// Applied to every block of the file system (all of it, free blocks
-    /// included) before it is written and hashed.
+    /// included) before it is written and hashed: `transform(buf, off)`
+    /// with `buf` whole blocks starting at byte `off` of the file system,
+    /// called from worker threads in any order. A block may be transformed
+    /// more than once (indirect blocks are written as zeros first, then
+    /// with their pointers), so it must be a pure function of the bytes
+    /// and their offset, sector by sector, as AES-XTS plain64 is.
     pub transform: Option<&'a Transform>,
 }
 
