@@ -69,9 +69,17 @@ fn check_bits(n: &BigUint) -> Result<(), SignError> {
     Ok(())
 }
 
+/// Skips text before the PEM armor (openssl pkcs12 writes "Bag
+/// Attributes" lines there).
+fn armor(pem: &[u8]) -> &[u8] {
+    pem.windows(11)
+        .position(|w| w == b"-----BEGIN ")
+        .map_or(pem, |i| &pem[i..])
+}
+
 fn decode_pem(pem: &[u8]) -> Result<(String, Vec<u8>), SignError> {
     let (label, der) =
-        rsa::pkcs8::der::pem::decode_vec(pem).map_err(|e| SignError::Pem(e.to_string()))?;
+        rsa::pkcs8::der::pem::decode_vec(armor(pem)).map_err(|e| SignError::Pem(e.to_string()))?;
     Ok((label.to_string(), der))
 }
 
@@ -144,6 +152,7 @@ impl PrivateKey {
     /// Reads a PEM private key: PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8
     /// (`PRIVATE KEY`).
     pub fn from_pem(pem: &[u8]) -> Result<Self, SignError> {
+        let pem = armor(pem);
         let text = std::str::from_utf8(pem).map_err(|_| SignError::Pem("not text".into()))?;
         let (label, _) = decode_pem(pem)?;
         let key = match label.as_str() {
@@ -263,6 +272,14 @@ mod tests {
         let p2 = PublicKey::from_pem(rsapub.as_bytes()).unwrap();
         assert_eq!(p1, p2);
         assert_eq!(p1, a.public_key());
+        // Text before the armor is skipped.
+        let bagged = format!("Bag Attributes\n    localKeyID: 01\n{pkcs8}");
+        assert_eq!(
+            PrivateKey::from_pem(bagged.as_bytes())
+                .unwrap()
+                .public_key(),
+            p1
+        );
         // Keys in the wrong slot are refused with the label named.
         let e = PublicKey::from_pem(pkcs8.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("PRIVATE KEY"), "{e}");
