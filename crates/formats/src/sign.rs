@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(p1, p2);
         assert_eq!(p1, a.public_key());
         // Text before the armor is skipped.
-        let bagged = format!("Bag Attributes\n    localKeyID: 01\n{pkcs8}");
+        let bagged = format!("Bag Attributes\n    localKeyID: 01\n{}", pkcs8.as_str());
         assert_eq!(
             PrivateKey::from_pem(bagged.as_bytes())
                 .unwrap()
