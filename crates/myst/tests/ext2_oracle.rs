@@ -289,6 +289,19 @@ fn two_runs_are_byte_identical() {
     let a = work.path().join("a.img");
     let b = work.path().join("b.img");
     mkext2(&src, &a, &[]);
+    // The size is Mystikos's: du -b -c -s, rounded up to 1 MiB, plus 50%.
+    let du: u64 = stdout(&ok(Command::new("du").args(["-b", "-c", "-s"]).arg(&src)))
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mib = 1u64 << 20;
+    assert_eq!(
+        hash_offset(&a),
+        (du.div_ceil(mib) * mib * 3 / 2).max(8 * mib)
+    );
     // Reading the tree changes atimes; moving it changes its path: neither
     // may change the image.
     let moved = work.path().join("moved");

@@ -569,6 +569,9 @@ fn prepare(tree: &Tree, opts: &Options) -> Result<Prepared, Ext2Error> {
             NodeKind::Fifo | NodeKind::Socket => {}
         }
     }
+    if let Some(a) = tree.host_apparent_size {
+        needs.apparent = a;
+    }
     let fs_time = match sde {
         Some(e) => clamp_time(e, None),
         None if max_mtime == i64::MIN => 0,

@@ -104,6 +104,10 @@ pub struct Node {
 pub struct Tree {
     /// All nodes; directories refer to their children by index.
     pub nodes: Vec<Node>,
+    /// For a tree scanned from the host: what `du -b -s` reports for it
+    /// (sizes as the host file system gives them, each inode once), which
+    /// the Mystikos size policy starts from. None: computed from the tree.
+    pub host_apparent_size: Option<u64>,
 }
 
 impl Tree {
@@ -114,6 +118,7 @@ impl Tree {
                 meta: root,
                 kind: NodeKind::Dir(Vec::new()),
             }],
+            host_apparent_size: None,
         }
     }
 
@@ -159,6 +164,7 @@ impl Tree {
             });
         }
         let mut tree = Tree::new(meta_of(&md));
+        let mut apparent = md.len();
         let mut links: HashMap<(u64, u64), NodeId> = HashMap::new();
         // Explicit stack: deep trees must not overflow the thread stack.
         let mut stack: Vec<(NodeId, PathBuf)> = vec![(Tree::ROOT, root.to_path_buf())];
@@ -181,6 +187,7 @@ impl Tree {
                         continue;
                     }
                 }
+                apparent += md.len();
                 let meta = meta_of(&md);
                 let kind = if ft.is_dir() {
                     NodeKind::Dir(Vec::new())
@@ -219,6 +226,7 @@ impl Tree {
             }
             progress(tree.nodes.len() as u64);
         }
+        tree.host_apparent_size = Some(apparent);
         Ok(tree)
     }
 }
