@@ -1196,7 +1196,12 @@ pub fn build(
         .leaves
         .into_inner()
         .map_err(|_| Ext2Error::Config("a worker thread failed".into()))?;
-    let (tree_bytes, root_hash) = verity::build_tree(&salt, &leaves);
+    let tree_at = hash_offset + VBS as u64;
+    let root_hash = verity::write_tree(&salt, &leaves, |off, bytes| {
+        out.write_all_at(bytes, tree_at + off)
+    })
+    .map_err(werr)?;
+    drop(leaves);
     let verity_uuid = uuid_from(&derive(b"verity uuid", &root_hash));
     let sb = verity::Superblock {
         uuid: verity_uuid,
@@ -1204,8 +1209,6 @@ pub fn build(
         salt,
     };
     out.write_all_at(&sb.to_block(), hash_offset)
-        .map_err(werr)?;
-    out.write_all_at(&tree_bytes, hash_offset + VBS as u64)
         .map_err(werr)?;
     Ok(Image {
         hash_offset,
