@@ -45,8 +45,8 @@ pub struct Options {
     /// Clamp every time to this (`SOURCE_DATE_EPOCH`), and use it for the
     /// superblock times.
     pub source_date_epoch: Option<i64>,
-    /// Worker threads (transform, write, hash); 0 picks two per CPU (at
-    /// most 8).
+    /// Worker threads (transform, hash; one more thread writes); 0 picks
+    /// one per CPU (at most 8).
     pub threads: usize,
     /// Write aligned blocks with `O_DIRECT` when the file system allows it.
     pub direct_io: bool,
@@ -1133,10 +1133,9 @@ pub fn build(
         error: Mutex::new(None),
     };
     let threads = if opts.threads == 0 {
-        // Twice the CPUs: workers also wait for the disk while writing.
         std::thread::available_parallelism()
-            .map(|n| n.get() * 2)
-            .unwrap_or(2)
+            .map(|n| n.get())
+            .unwrap_or(1)
             .min(8)
     } else {
         opts.threads
@@ -1148,17 +1147,22 @@ pub fn build(
     let Channels {
         job_tx,
         job_rx,
+        write_tx,
+        write_rx,
         free_tx,
         free_rx,
     } = Channels::new();
     let (counts, tail) = std::thread::scope(|s| {
         let job_rx = &job_rx;
         let shared = &shared;
-        for _ in 0..threads {
-            let free = free_tx.clone();
-            s.spawn(move || shared.run(job_rx, free));
+        if threads > 0 {
+            for _ in 0..threads {
+                let writer = write_tx.clone();
+                s.spawn(move || shared.run(job_rx, writer));
+            }
+            s.spawn(move || shared.run_writer(write_rx, free_tx));
         }
-        drop(free_tx);
+        drop(write_tx);
         let mut sink = Sink::new(
             out_path,
             shared,

@@ -1,8 +1,8 @@
 //! The output side of the builder: a write-combining buffer over the image
-//! file. Full buffers go to worker threads that apply the payload transform,
-//! write them with large positioned writes and hash their 4096-byte verity
-//! blocks, so that reading the tree (the builder thread), encrypting,
-//! writing and hashing overlap.
+//! file. Full buffers go to worker threads that apply the payload transform
+//! and hash their 4096-byte verity blocks, then to one writer thread that
+//! writes them with large positioned writes, so that reading the tree (the
+//! builder thread), encrypting, hashing and writing overlap.
 //!
 //! Writes that are 4096-aligned go through a second descriptor opened with
 //! `O_DIRECT` when the file system allows it: the data then goes from the
@@ -97,13 +97,12 @@ impl Shared<'_> {
         self.file.write_all_at(data, off)
     }
 
-    /// Transforms, writes and hashes one job.
-    fn process(&self, job: &mut Job) -> io::Result<()> {
+    /// Transforms and hashes one job (the worker part).
+    fn transform_and_hash(&self, job: &mut Job) -> io::Result<()> {
         let data = &mut job.buf.bytes_mut()[..job.len];
         if let Some(t) = self.transform {
             t(data, job.payload_off);
         }
-        self.write(data, job.file_off)?;
         if job.count == 0 {
             return Ok(());
         }
@@ -121,6 +120,18 @@ impl Shared<'_> {
         Ok(())
     }
 
+    /// Writes one job's bytes (the writer part).
+    fn write_job(&self, job: &mut Job) -> io::Result<()> {
+        let data = &job.buf.bytes_mut()[..job.len];
+        self.write(data, job.file_off)
+    }
+
+    /// Does a job from start to end on the calling thread.
+    fn process(&self, job: &mut Job) -> io::Result<()> {
+        self.transform_and_hash(job)?;
+        self.write_job(job)
+    }
+
     fn fail(&self, e: io::Error) {
         if let Ok(mut slot) = self.error.lock() {
             if slot.is_none() {
@@ -129,16 +140,30 @@ impl Shared<'_> {
         }
     }
 
-    /// Body of a worker thread: process jobs until the channel closes,
-    /// returning each buffer for reuse.
-    pub(crate) fn run(&self, jobs: &Mutex<Receiver<Job>>, free: SyncSender<Buf>) {
+    /// Body of a worker thread: transform and hash jobs until the channel
+    /// closes, then pass them to the writer.
+    pub(crate) fn run(&self, jobs: &Mutex<Receiver<Job>>, writer: SyncSender<Job>) {
         loop {
             let job = match jobs.lock() {
                 Ok(rx) => rx.recv(),
                 Err(_) => return,
             };
             let Ok(mut job) = job else { return };
-            if let Err(e) = self.process(&mut job) {
+            if let Err(e) = self.transform_and_hash(&mut job) {
+                self.fail(e);
+            }
+            if writer.send(job).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Body of the writer thread. One thread writes: parallel direct writes
+    /// into a sparse file contend on the file's allocation lock and are
+    /// slower than one stream.
+    pub(crate) fn run_writer(&self, jobs: Receiver<Job>, free: SyncSender<Buf>) {
+        for mut job in jobs {
+            if let Err(e) = self.write_job(&mut job) {
                 self.fail(e);
             }
             // The builder may be gone already (error path): ignore.
@@ -188,10 +213,12 @@ pub(crate) struct Sink<'a> {
     deferred: Vec<(u64, Vec<u8>)>,
 }
 
-/// The channels between a [`Sink`] and its workers.
+/// The channels between a [`Sink`], its workers and its writer.
 pub(crate) struct Channels {
     pub(crate) job_tx: SyncSender<Job>,
     pub(crate) job_rx: Mutex<Receiver<Job>>,
+    pub(crate) write_tx: SyncSender<Job>,
+    pub(crate) write_rx: Receiver<Job>,
     pub(crate) free_tx: SyncSender<Buf>,
     pub(crate) free_rx: Receiver<Buf>,
 }
@@ -199,10 +226,13 @@ pub(crate) struct Channels {
 impl Channels {
     pub(crate) fn new() -> Self {
         let (job_tx, job_rx) = sync_channel(2);
+        let (write_tx, write_rx) = sync_channel(BUFFERS);
         let (free_tx, free_rx) = sync_channel(BUFFERS);
         Channels {
             job_tx,
             job_rx: Mutex::new(job_rx),
+            write_tx,
+            write_rx,
             free_tx,
             free_rx,
         }
