@@ -53,7 +53,7 @@ const GROUP_SECTORS: usize = 4;
 const GROUP_BLOCKS: usize = GROUP_SECTORS * BLOCKS_PER_SECTOR;
 
 /// What is wrong with an XTS request.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum XtsError {
     /// The buffer is not a whole number of sectors.
     #[error("XTS buffer of {0} bytes is not a multiple of the 512-byte sector size")]
