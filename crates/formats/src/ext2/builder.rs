@@ -79,7 +79,7 @@ pub struct Payload<'a> {
     /// more than once (indirect blocks are written as zeros first, then
     /// with their pointers), so it must be a pure function of the bytes
     /// and their offset, sector by sector, as AES-XTS plain64 is.
-    pub transform: Option<&'a Transform>,
+    pub transform: Option<&'a Transform<'a>>,
 }
 
 /// Receives progress while the image is written.

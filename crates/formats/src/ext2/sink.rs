@@ -36,7 +36,7 @@ const ALIGN: usize = 4096;
 
 /// A transform applied to payload bytes before they are written and hashed
 /// (encryption); the second argument is the byte offset in the payload.
-pub type Transform = dyn Fn(&mut [u8], u64) + Sync;
+pub type Transform<'a> = dyn Fn(&mut [u8], u64) + Sync + 'a;
 
 /// A buffer whose usable part starts at a 4096-byte aligned address.
 pub(crate) struct Buf {
@@ -74,7 +74,7 @@ pub(crate) struct Shared<'a> {
     pub(crate) salt: [u8; 32],
     pub(crate) file: &'a File,
     pub(crate) direct: Option<File>,
-    pub(crate) transform: Option<&'a Transform>,
+    pub(crate) transform: Option<&'a Transform<'a>>,
     pub(crate) error: Mutex<Option<io::Error>>,
 }
 
