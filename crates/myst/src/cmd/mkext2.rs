@@ -276,10 +276,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         &opts,
         &payload,
         bar.as_ref().map(|b| b as &dyn Progress),
-    )?;
+    );
+    // Clear the bar before any error message.
     if let Some(b) = &bar {
         b.bar.finish_and_clear();
     }
+    let image = image?;
 
     let fssig = match &keys {
         Some(k) => {
