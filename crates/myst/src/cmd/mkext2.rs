@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use myst_formats::ext2::{self, Options, Payload, Progress, Tree};
 use myst_formats::fssig::Fssig;
+use myst_formats::luks::{self, LuksParams, LuksWriter};
 use myst_formats::sign::{self, PrivateKey, PublicKey};
 use std::io::IsTerminal;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -38,8 +39,10 @@ pub struct Args {
     /// (the public key is derived from it).
     #[arg(long, short = 's', value_name = "PUB:PRIV|PRIV")]
     pub sign: Option<String>,
-    /// Encrypt the file system with the 64-byte key in KEYFILE (LUKS1);
-    /// not implemented yet.
+    /// Encrypt the file system (LUKS1, aes-xts-plain64) with the 64 raw
+    /// bytes of KEYFILE as the volume key. The verity tree and the signature
+    /// then cover the ciphertext. Such an image can be mounted by a guest
+    /// with the key; it cannot be the root file system.
     #[arg(long, short = 'e', value_name = "KEYFILE")]
     pub encrypt: Option<PathBuf>,
     /// With --encrypt: add a LUKS key slot opened by this passphrase
@@ -204,6 +207,29 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Reads the 64-byte volume key and builds the LUKS1 header writer.
+fn luks_writer(keyfile: &Path, passphrase: Option<&str>) -> anyhow::Result<LuksWriter> {
+    let meta = std::fs::metadata(keyfile)
+        .with_context(|| format!("cannot read key file {}", keyfile.display()))?;
+    if !meta.is_file() || meta.len() != 64 {
+        bail!(
+            "key file {} must hold exactly 64 raw bytes (it has {}); make one with `head -c 64 /dev/urandom > {}`",
+            keyfile.display(),
+            meta.len(),
+            keyfile.display()
+        );
+    }
+    let bytes = std::fs::read(keyfile)
+        .with_context(|| format!("cannot read key file {}", keyfile.display()))?;
+    let key =
+        luks::key_from_bytes(&bytes).with_context(|| format!("key file {}", keyfile.display()))?;
+    let params = LuksParams {
+        passphrase,
+        ..Default::default()
+    };
+    LuksWriter::new(&key, &params).with_context(|| format!("key file {}", keyfile.display()))
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.passphrase.is_some() && args.encrypt.is_none() {
@@ -225,9 +251,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             args.img.display()
         );
     }
-    if args.encrypt.is_some() {
-        bail!("--encrypt is not implemented yet");
-    }
+    let luks = match &args.encrypt {
+        Some(keyfile) => Some(luks_writer(keyfile, args.passphrase.as_deref())?),
+        None => None,
+    };
     let keys = match &args.sign {
         Some(spec) => Some(load_keys(spec)?),
         None => None,
@@ -268,7 +295,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     // multiple of 4096 bytes) and the transform encrypts each payload
     // buffer in place at its byte offset (XTS sector = offset / 512); the
     // verity tree then covers header + ciphertext.
-    let payload = Payload::default();
+    let encrypt = |buf: &mut [u8], off: u64| {
+        if let Some(l) = &luks {
+            // The builder hands over whole blocks at block offsets, so the
+            // only error (a length not a multiple of 512) cannot happen.
+            let r = l.encrypt_payload(buf, off);
+            debug_assert!(r.is_ok(), "XTS over a partial sector");
+        }
+    };
+    let payload = match &luks {
+        Some(l) => Payload {
+            header: &l.header,
+            transform: Some(&encrypt),
+        },
+        None => Payload::default(),
+    };
     let image = ext2::build(
         &tree,
         tmp.as_file(),
