@@ -89,17 +89,17 @@ impl State {
         for l in first..first.saturating_add(count) {
             let path = self.map_path(l)?;
             let mut ptr = self.check_ptr(i.block[path.slot])?;
-            for d in 0..path.depth {
+            for (slot, &idx) in cache.iter_mut().zip(&path.idx).take(path.depth) {
                 if ptr == 0 {
                     break;
                 }
-                if cache[d].as_ref().map(|c| c.0) != Some(ptr) {
-                    cache[d] = Some((ptr, self.io.read_block(ptr)?));
+                if slot.as_ref().map(|c| c.0) != Some(ptr) {
+                    *slot = Some((ptr, self.io.read_block(ptr)?));
                 }
-                let Some((_, data)) = &cache[d] else {
+                let Some((_, data)) = slot else {
                     return Err(Errno::EIO);
                 };
-                ptr = self.check_ptr(le32(data, path.idx[d] * 4))?;
+                ptr = self.check_ptr(le32(data, idx * 4))?;
             }
             out.push(ptr);
         }
