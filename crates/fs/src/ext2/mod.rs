@@ -251,6 +251,14 @@ impl FileSystem for Ext2Fs {
         if new.kind == crate::FileType::Symlink {
             return Err(Errno::EINVAL.with("symlinks are made with symlink()"));
         }
+        // ext2 (like Linux's dev_t) holds 12-bit majors and 20-bit minors.
+        if matches!(
+            new.kind,
+            crate::FileType::CharDev | crate::FileType::BlockDev
+        ) && (disk::dev_major(new.rdev) >= 1 << 12 || disk::dev_minor(new.rdev) >= 1 << 20)
+        {
+            return Err(Errno::EINVAL.with("device number out of range"));
+        }
         self.mutate(|s| s.create(dir, name, new, None))
     }
     fn symlink(&self, dir: Ino, name: &[u8], target: &[u8], new: &NewInode) -> FsResult<Ino> {
