@@ -18,7 +18,7 @@ use crate::cache::CacheDevice;
 use crate::file::HostFile;
 use crate::overlay::Overlay;
 use crate::verity::{VerityDevice, VerityOpenError};
-use crate::{log, BlockDevice, BlockError};
+use crate::{BlockDevice, BlockError};
 use myst_formats::fssig::{Fssig, FssigError, TRAILER_SIZE};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
@@ -202,6 +202,21 @@ pub struct Image {
     pub overlay: Option<Arc<Overlay>>,
 }
 
+impl Image {
+    /// The one-line warning callers print for an unverified image (`None`
+    /// when verified). `open_image` itself stays silent so each caller
+    /// words it once.
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        match &self.verification {
+            Verification::Unverified(reason) => Some(format!(
+                "{}: not verified ({reason}); reading it without integrity checks",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// LUKS1 magic at the start of an encrypted data area.
 pub const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 
@@ -227,7 +242,7 @@ pub fn read_trailer(file: &HostFile, path: &Path) -> Result<Option<Fssig>, OpenE
 /// Opens the image at `path` under `policy` and builds its stack:
 /// host file -> verity (when verified) -> crypt (with a key) -> cache ->
 /// overlay (when `config.overlay_budget` is set). Unverified images in
-/// non-strict mode are opened raw and a warning is logged.
+/// non-strict mode are opened raw; callers print [`Image::warning`].
 pub fn open_image(
     path: &Path,
     policy: &TrustPolicy,
@@ -245,7 +260,6 @@ pub fn open_image(
                     reason,
                 });
             }
-            log(&format!("warning: {name}: mounting unverified ({reason})"));
             host
         }
         (_, Some(sig)) => Arc::new(VerityDevice::open(

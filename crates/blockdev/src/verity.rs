@@ -88,6 +88,8 @@ pub struct VerityDevice {
     salted: Sha256,
     hash_cache: RwLock<HashCache>,
     hash_cache_cap: usize,
+    /// One data block and no hash tree.
+    single: bool,
 }
 
 impl std::fmt::Debug for VerityDevice {
@@ -122,10 +124,13 @@ impl VerityDevice {
                 hash_offset,
                 source,
             })?;
+        // veritysetup (like the kernel) uses no hash levels for a single
+        // data block: the root hash is that block's digest.
+        let single = sb.data_blocks == 1;
         let geo = Geometry::new(sb.data_blocks);
         let tree_start = sb_block + 1;
         let fits = tree_start
-            .checked_add(geo.total_blocks())
+            .checked_add(if single { 0 } else { geo.total_blocks() })
             .is_some_and(|end| end <= lower.block_count());
         if !fits {
             return Err(VerityOpenError::TreeTooLarge {
@@ -146,7 +151,11 @@ impl VerityDevice {
             salted,
             hash_cache: RwLock::new(HashMap::new()),
             hash_cache_cap: DEFAULT_HASH_CACHE_BLOCKS,
+            single,
         };
+        if single {
+            return Ok(dev);
+        }
         let top = dev.geo.level_blocks.len() - 1;
         match dev.hash_block(top, 0) {
             Ok(_) => Ok(dev),
@@ -234,6 +243,12 @@ impl BlockDevice for VerityDevice {
             return Ok(());
         }
         self.lower.read_blocks(first, buf)?;
+        if self.single {
+            if self.digest(buf) != self.root {
+                return Err(self.integrity("data block".to_string(), 0));
+            }
+            return Ok(());
+        }
         let per = DIGESTS_PER_BLOCK as u64;
         let mut leaf: Option<(u64, Arc<Vec<u8>>)> = None;
         for (i, block) in buf.chunks_exact(BLOCK_SIZE).enumerate() {
