@@ -2,6 +2,10 @@
 //! verity and crypt, so a hit costs one copy and no hashing; misses are
 //! passed down as whole runs so the layers below see large requests.
 //!
+//! Long sequential streams bypass the cache once they pass a cutoff (4 MiB
+//! by default, as bcache's `sequential_cutoff`): a big file read once would
+//! otherwise evict every hot metadata block for data nobody reads again.
+//!
 //! The LRU is a slab with an intrusive doubly linked list (no crate in the
 //! workspace provides one, and buffers are recycled on eviction).
 
@@ -25,6 +29,41 @@ struct Lru {
     head: usize,
     tail: usize,
     cap: usize,
+    /// Recent sequential streams: (one past their last block, blocks read,
+    /// last use). Several, so that metadata reads interleaved with a file's
+    /// data do not hide the file's stream.
+    streams: [(u64, u64, u64); STREAMS],
+    /// Use counter for `streams`.
+    tick: u64,
+}
+
+/// Streams tracked for the sequential cutoff.
+const STREAMS: usize = 16;
+/// Blocks a stream may skip and still count as sequential.
+const STREAM_GAP: u64 = 4;
+
+impl Lru {
+    /// Accounts a request of `n` blocks at `first`; returns the length of
+    /// the sequential stream it continues (itself included).
+    fn stream(&mut self, first: u64, n: u64) -> u64 {
+        self.tick += 1;
+        let tick = self.tick;
+        let end = first.saturating_add(n);
+        // A small forward gap still continues a stream: ext2 puts an
+        // indirect block between every 1024 (4 KiB) data blocks.
+        if let Some(s) = self
+            .streams
+            .iter_mut()
+            .find(|s| first >= s.0 && first - s.0 <= STREAM_GAP)
+        {
+            *s = (end, s.1.saturating_add(n), tick);
+            return s.1;
+        }
+        if let Some(s) = self.streams.iter_mut().min_by_key(|s| s.2) {
+            *s = (end, n, tick);
+        }
+        n
+    }
 }
 
 impl Lru {
@@ -35,6 +74,8 @@ impl Lru {
             head: NIL,
             tail: NIL,
             cap,
+            streams: [(u64::MAX, 0, 0); STREAMS],
+            tick: 0,
         }
     }
 
@@ -111,21 +152,34 @@ impl Lru {
     }
 }
 
+/// Default sequential cutoff in bytes.
+pub const DEFAULT_SEQUENTIAL_CUTOFF: u64 = 4 << 20;
+
 /// A read cache over a lower device, holding at most a fixed number of blocks.
 pub struct CacheDevice {
     lower: Arc<dyn BlockDevice>,
     bs: usize,
     lru: Mutex<Lru>,
+    /// Blocks after which a sequential stream stops being cached (0 = never).
+    cutoff_blocks: u64,
 }
 
 impl CacheDevice {
     /// Caches up to `capacity_blocks` blocks of `lower`.
     pub fn new(lower: Arc<dyn BlockDevice>, capacity_blocks: usize) -> Self {
+        let bs = lower.block_size();
         CacheDevice {
-            bs: lower.block_size(),
+            bs,
             lower,
             lru: Mutex::new(Lru::new(capacity_blocks)),
+            cutoff_blocks: DEFAULT_SEQUENTIAL_CUTOFF / bs as u64,
         }
+    }
+
+    /// Sets the sequential cutoff in bytes (`None`: cache every read).
+    pub fn with_sequential_cutoff(mut self, bytes: Option<u64>) -> Self {
+        self.cutoff_blocks = bytes.map_or(0, |b| (b / self.bs as u64).max(1));
+        self
     }
 
     /// Blocks currently cached.
@@ -159,8 +213,11 @@ impl BlockDevice for CacheDevice {
         let bs = self.bs;
         // Runs of missing blocks, as (start index, length).
         let mut misses: Vec<(usize, usize)> = Vec::new();
+        let bypass;
         {
             let mut lru = self.lru();
+            let len = lru.stream(first, n as u64);
+            bypass = self.cutoff_blocks != 0 && len > self.cutoff_blocks;
             for i in 0..n {
                 if !lru.get(first + i as u64, &mut buf[i * bs..(i + 1) * bs]) {
                     match misses.last_mut() {
@@ -173,6 +230,9 @@ impl BlockDevice for CacheDevice {
         for (s, l) in misses {
             let part = &mut buf[s * bs..(s + l) * bs];
             self.lower.read_blocks(first + s as u64, part)?;
+            if bypass {
+                continue;
+            }
             let mut lru = self.lru();
             for (j, b) in part.chunks_exact(bs).enumerate() {
                 lru.put(first + (s + j) as u64, b);
@@ -215,6 +275,33 @@ mod tests {
             self.1.fetch_add(buf.len() / 512, Ordering::Relaxed);
             self.0.read_blocks(first, buf)
         }
+    }
+
+    #[test]
+    fn long_sequential_streams_bypass_the_cache() {
+        let lower = Arc::new(Counting(MemDevice::new(512, 64), AtomicUsize::new(0)));
+        let c = CacheDevice::new(lower.clone(), 64).with_sequential_cutoff(Some(8 * 512));
+        let mut b = vec![0u8; 4 * 512];
+        for k in 0..8 {
+            c.read_blocks(k * 4, &mut b).unwrap();
+        }
+        assert_eq!(
+            c.cached_blocks(),
+            8,
+            "only the first 8 blocks of the stream"
+        );
+        // Reads elsewhere (metadata) do not break the stream.
+        let mut one = vec![0u8; 512];
+        c.read_blocks(60, &mut one).unwrap();
+        c.read_blocks(32, &mut b).unwrap();
+        assert_eq!(c.cached_blocks(), 9);
+        c.read_blocks(44, &mut b).unwrap();
+        assert_eq!(c.cached_blocks(), 13, "a new stream is cached again");
+        let c = CacheDevice::new(lower, 64).with_sequential_cutoff(None);
+        for k in 0..8 {
+            c.read_blocks(k * 4, &mut b).unwrap();
+        }
+        assert_eq!(c.cached_blocks(), 32);
     }
 
     #[test]
