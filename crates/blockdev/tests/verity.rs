@@ -28,8 +28,22 @@ fn have(tool: &str) -> bool {
     ok
 }
 
+/// Runs a command, retrying while the executable is busy (ETXTBSY: something
+/// on this shared machine has it open for writing).
+fn spawn_output(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{cmd:?}: executable stayed busy")
+}
+
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
+    let out = spawn_output(cmd);
     assert!(
         out.status.success(),
         "{cmd:?}: {}",

@@ -46,11 +46,7 @@ fn e2fsck_clean(data: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     std::fs::write(&img, data).unwrap();
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&img)
-        .output()
-        .unwrap();
+    let out = output(Command::new("e2fsck").arg("-fn").arg(&img));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && !report.contains("? no"),
@@ -183,11 +179,7 @@ fn hashed_directories_read_linearly_and_lose_their_index_when_modified() {
     }
     mke2fs(&img, 8192, 1024, 256, Some(&tree), &[]);
     // e2fsck -D builds hashed indexes for large directories.
-    let _ = Command::new("e2fsck")
-        .arg("-fyD")
-        .arg(&img)
-        .output()
-        .unwrap();
+    let _ = output(Command::new("e2fsck").arg("-fyD").arg(&img));
     let stat = run(Command::new("debugfs").args(["-R", "stat /big"]).arg(&img));
     assert!(
         stat.contains("Flags: 0x1000"),

@@ -373,10 +373,13 @@ impl Harness<'_> {
                 let n = self.m.node_mut(f);
                 if let Body::File(c) = &mut n.body {
                     let end = off as usize + data.len();
-                    if !data.is_empty() && c.len() < end {
-                        c.resize(end, 0);
+                    // An empty write changes nothing, even past the end.
+                    if !data.is_empty() {
+                        if c.len() < end {
+                            c.resize(end, 0);
+                        }
+                        c[off as usize..end].copy_from_slice(&data);
                     }
-                    c[off as usize..off as usize + data.len()].copy_from_slice(&data);
                 }
                 if !data.is_empty() {
                     n.mtime = None;
@@ -719,11 +722,7 @@ fn run_case(base: &[u8], dev_bs: usize, big_inodes: bool, ops: &[Op]) {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     std::fs::write(&img, dev.to_vec()).unwrap();
-    let out = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&img)
-        .output()
-        .unwrap();
+    let out = output(std::process::Command::new("e2fsck").arg("-fn").arg(&img));
     let report = String::from_utf8_lossy(&out.stdout);
     // With -n, e2fsck answers "no" to every fix, and some problems (wrong
     // free counts) do not change its exit status: any question is a failure.

@@ -8,6 +8,10 @@ use super::disk::{
 };
 use super::state::State;
 use crate::{Errno, FileType, FsResult};
+use std::collections::HashMap;
+
+/// Names held by all directory indexes together before they are dropped.
+const NAME_CACHE_MAX: usize = 1 << 16;
 
 /// A directory entry and where it is.
 pub struct Found {
@@ -108,9 +112,40 @@ impl State {
         }
     }
 
-    /// Marks a directory modified: drops its hashed index.
-    fn dir_modified(&self, d: &mut Inode) {
+    /// Marks a directory modified: drops its hashed index and its cached names.
+    fn dir_modified(&mut self, d: &mut Inode) {
         d.flags &= !INDEX_FL;
+        self.forget_names(d.ino);
+    }
+
+    /// Drops the cached name index of a directory.
+    pub fn forget_names(&mut self, ino: u32) {
+        if let Some(m) = self.names.remove(&ino) {
+            self.names_cached -= m.len();
+        }
+    }
+
+    /// Looks `name` up through the name index of directories of several
+    /// blocks (built on first use), or by a scan for small ones.
+    pub fn lookup_name(&mut self, d: &Inode, name: &[u8]) -> FsResult<Option<u32>> {
+        if d.size <= self.bs() {
+            return Ok(self.find_entry(d, name)?.map(|f| f.ent.ino));
+        }
+        if let Some(m) = self.names.get(&d.ino) {
+            return Ok(m.get(name).copied());
+        }
+        let mut m = HashMap::new();
+        for e in self.dir_entries(d)? {
+            m.entry(e.name).or_insert(e.ino);
+        }
+        let found = m.get(name).copied();
+        if self.names_cached + m.len() > NAME_CACHE_MAX {
+            self.names.clear();
+            self.names_cached = 0;
+        }
+        self.names_cached += m.len();
+        self.names.insert(d.ino, m);
+        Ok(found)
     }
 
     /// Adds an entry (the name must not exist). Writes the directory inode.

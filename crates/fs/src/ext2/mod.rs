@@ -181,6 +181,8 @@ impl Ext2Fs {
             dirty_sb: false,
             dirty_groups: BTreeSet::new(),
             gdt_offset,
+            names: HashMap::new(),
+            names_cached: 0,
         };
         match st.dir_check_root() {
             Ok(()) => {}

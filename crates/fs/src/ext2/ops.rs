@@ -53,7 +53,7 @@ impl State {
     }
 
     /// `lookup`.
-    pub fn lookup(&self, dir: Ino, name: &[u8]) -> FsResult<Ino> {
+    pub fn lookup(&mut self, dir: Ino, name: &[u8]) -> FsResult<Ino> {
         let d = self.dir(dir)?;
         if name.is_empty() {
             return Err(Errno::ENOENT);
@@ -64,8 +64,8 @@ impl State {
         if name == b"." {
             return Ok(dir);
         }
-        match self.find_entry(&d, name)? {
-            Some(f) => Ok(u64::from(f.ent.ino)),
+        match self.lookup_name(&d, name)? {
+            Some(ino) => Ok(u64::from(ino)),
             None => Err(Errno::ENOENT),
         }
     }
@@ -338,6 +338,7 @@ impl State {
     /// Frees an inode and all it holds.
     pub fn destroy(&mut self, mut i: Inode) -> FsResult<()> {
         self.orphans.remove(&i.ino);
+        self.forget_names(i.ino);
         let is_dir = i.kind() == Some(FileType::Directory);
         let mut r = Ok(());
         if i.has_block_map(self.sb.block_size) {

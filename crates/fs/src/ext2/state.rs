@@ -32,6 +32,10 @@ pub struct State {
     pub dirty_groups: BTreeSet<u32>,
     /// Byte offset of the group descriptor table.
     pub gdt_offset: u64,
+    /// Name -> inode indexes of large directories, for lookup.
+    pub names: HashMap<u32, HashMap<Vec<u8>, u32>>,
+    /// Entries in `names`.
+    pub names_cached: usize,
 }
 
 /// The current time.

@@ -26,9 +26,24 @@ pub fn have(tool: &str) -> bool {
     ok
 }
 
+/// Runs a command and collects its output, retrying while the executable
+/// is busy (ETXTBSY: something on this shared machine has it open for
+/// writing, e.g. a package upgrade).
+pub fn output(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            r => return r.unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
+        }
+    }
+    panic!("{cmd:?}: executable stayed busy")
+}
+
 /// Runs a command, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = output(cmd);
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",

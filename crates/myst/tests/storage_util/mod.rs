@@ -29,9 +29,23 @@ pub fn have(tools: &[&str]) -> bool {
     true
 }
 
+/// Runs a command and collects its output, retrying while the executable
+/// is busy (ETXTBSY: something on this shared machine has it open for writing).
+pub fn spawn_output(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            r => return r.unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
+        }
+    }
+    panic!("{cmd:?}: executable stayed busy")
+}
+
 /// Runs a command and returns stdout; panics with stderr on failure.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = spawn_output(cmd);
     assert!(
         out.status.success(),
         "{cmd:?}: {}{}",
