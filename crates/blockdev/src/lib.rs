@@ -5,8 +5,8 @@
 //!   positioned reads, never opened for writing;
 //! - [`verity::VerityDevice`]: dm-verity checking of every data block read
 //!   against a trusted root hash;
-//! - [`crypt`]: LUKS1 / AES-XTS decryption (when an encrypted image is opened
-//!   with its key);
+//! - [`crypt::CryptDevice`]: LUKS1 / AES-XTS decryption (when an encrypted
+//!   image is opened with its key; a wrong key is refused at open);
 //! - [`cache::CacheDevice`]: a bounded LRU of verified plaintext blocks;
 //! - [`overlay::Overlay`]: copy-on-write ephemeral writes kept in a
 //!   [`overlay::BlockStore`], never sent to the host.
@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod crypt;
 pub mod file;
 pub mod mem;
 pub mod overlay;

@@ -8,13 +8,16 @@
 //! 4. verified -> host file + verity; unverified -> the raw file (debug
 //!    mode, with a warning) or, when strict, refused with EPERM.
 //!
-//! The cache and (optionally) the ephemeral overlay go on top either way.
+//! A LUKS1 data area then gets the crypt layer (the key is required and
+//! checked at open). The cache and (optionally) the ephemeral overlay go on
+//! top either way.
 //!
 //! The RSA check lives here while `myst_formats::sign` is a stub: it is
 //! SHA-256 of the modulus plus a `rsa` crate PKCS#1 v1.5 verification with
 //! the SHA-256 DigestInfo over the raw 32-byte root hash.
 
 use crate::cache::CacheDevice;
+use crate::crypt::{CryptDevice, CryptOpenError};
 use crate::file::HostFile;
 use crate::overlay::Overlay;
 use crate::verity::{VerityDevice, VerityOpenError};
@@ -166,13 +169,15 @@ pub enum OpenError {
         /// The image.
         path: PathBuf,
     },
-    /// A key was given but encrypted images are not supported by this build.
-    #[error("{path}: {msg}")]
+    /// The LUKS header is invalid or the key does not match it.
+    #[error("{msg}")]
     Crypt {
         /// The image.
         path: PathBuf,
-        /// What went wrong.
+        /// What went wrong (names the image).
         msg: String,
+        /// True when the key does not match the volume's digest.
+        wrong_key: bool,
     },
 }
 
@@ -184,7 +189,10 @@ impl OpenError {
             OpenError::Verity(e) => e.errno(),
             OpenError::Untrusted { .. } => 1,
             OpenError::NeedsKey { .. } => 126, // ENOKEY
-            OpenError::Crypt { .. } => 129,    // EKEYREJECTED
+            OpenError::Crypt {
+                wrong_key: true, ..
+            } => 129, // EKEYREJECTED
+            OpenError::Crypt { .. } => 22,
             OpenError::Fssig { .. } => 22,
         }
     }
@@ -282,8 +290,15 @@ pub fn open_image(
                     path: path.to_path_buf(),
                 })
             }
-            Some(key) => open_crypt(data, path, key)?,
+            // Unverified: the payload still ends where the trailer says.
+            Some(key) => open_crypt(data, path, key, fssig.as_ref().map(|s| s.hash_offset))?,
         }
+    } else if config.key.is_some() {
+        return Err(OpenError::Crypt {
+            path: path.to_path_buf(),
+            msg: format!("{name}: a key was given but the image is not LUKS-encrypted"),
+            wrong_key: false,
+        });
     } else {
         data
     };
@@ -304,12 +319,23 @@ pub fn open_image(
 }
 
 fn open_crypt(
-    _data: Arc<dyn BlockDevice>,
+    data: Arc<dyn BlockDevice>,
     path: &Path,
-    _key: &[u8],
+    key: &[u8],
+    limit: Option<u64>,
 ) -> Result<Arc<dyn BlockDevice>, OpenError> {
-    Err(OpenError::Crypt {
+    let key = myst_formats::luks::key_from_bytes(key).map_err(|e| OpenError::Crypt {
         path: path.to_path_buf(),
-        msg: "encrypted images are not supported by this build yet".into(),
-    })
+        msg: format!("{}: {e}", path.display()),
+        wrong_key: false,
+    })?;
+    match CryptDevice::open(data, &path.display().to_string(), &key, limit) {
+        Ok(c) => Ok(Arc::new(c)),
+        Err(CryptOpenError::Io(e)) => Err(OpenError::Io(e)),
+        Err(e) => Err(OpenError::Crypt {
+            path: path.to_path_buf(),
+            wrong_key: e.is_wrong_key(),
+            msg: e.to_string(),
+        }),
+    }
 }

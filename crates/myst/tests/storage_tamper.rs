@@ -147,6 +147,78 @@ struct Tally {
     all_original: usize,
 }
 
+fn campaign_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("bin/sub")).unwrap();
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..40u64 {
+        let size = [0, 10, 1000, 5000, 70_000][i as usize % 5] + r.below(3000) as usize;
+        let data: Vec<u8> = (0..size).map(|_| r.next() as u8).collect();
+        let dir = if i % 3 == 0 { "bin/sub" } else { "bin" };
+        std::fs::write(root.join(format!("{dir}/file{i}")), data).unwrap();
+    }
+    std::os::unix::fs::symlink("file1", root.join("bin/fast")).unwrap();
+    std::os::unix::fs::symlink("z".repeat(400), root.join("bin/slow")).unwrap();
+}
+
+/// Flips one random bit per iteration in each region (name, start, length,
+/// count), re-opens and re-walks the image after each, and restores the byte.
+fn campaign(
+    img: &Path,
+    policy: &TrustPolicy,
+    cfg: &StackConfig,
+    clean: &View,
+    regions: &[(&str, u64, u64, usize)],
+    seed: u64,
+) -> (usize, Tally) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let mut r = Rng(seed);
+    let mut tally = Tally::default();
+    let mut flips = 0;
+    for &(name, start, len, n) in regions {
+        for _ in 0..n {
+            let off = start + r.below(len);
+            let mut byte = [0u8];
+            f.read_exact_at(&mut byte, off).unwrap();
+            let bit = 1u8 << r.below(8);
+            f.write_all_at(&[byte[0] ^ bit], off).unwrap();
+            let (tx, rx) = mpsc::channel();
+            let (img2, policy2, cfg2, clean2) = (
+                img.to_path_buf(),
+                policy.clone(),
+                cfg.clone(),
+                clean.clone(),
+            );
+            std::thread::spawn(move || {
+                let res = match mount_image(&img2, &policy2, &cfg2) {
+                    Err(_) => Ok(None),
+                    Ok(m) => check(m.fs.as_ref(), &clean2).map(Some),
+                };
+                let _ = tx.send(res);
+            });
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok(None)) => tally.open_failed += 1,
+                Ok(Ok(Some(0))) => tally.all_original += 1,
+                Ok(Ok(Some(_))) => tally.some_eio += 1,
+                Ok(Err(e)) => panic!("flip of bit {bit:#x} at byte {off} ({name}): {e}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("hang after a flip at byte {off} ({name})")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("panic after a flip at byte {off} ({name})")
+                }
+            }
+            f.write_all_at(&byte, off).unwrap();
+            flips += 1;
+        }
+    }
+    eprintln!("{}: {flips} flips: {tally:?}", img.display());
+    (flips, tally)
+}
+
 #[test]
 fn tamper_campaign_every_read_is_original_or_eio() {
     if !have(&["mke2fs", "veritysetup", "openssl"]) {
@@ -154,16 +226,7 @@ fn tamper_campaign_every_read_is_original_or_eio() {
     }
     let d = tempfile::tempdir().unwrap();
     let tree = d.path().join("tree");
-    std::fs::create_dir_all(tree.join("bin/sub")).unwrap();
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    for i in 0..40u64 {
-        let size = [0, 10, 1000, 5000, 70_000][i as usize % 5] + r.below(3000) as usize;
-        let data: Vec<u8> = (0..size).map(|_| r.next() as u8).collect();
-        let dir = if i % 3 == 0 { "bin/sub" } else { "bin" };
-        std::fs::write(tree.join(format!("{dir}/file{i}")), data).unwrap();
-    }
-    std::os::unix::fs::symlink("file1", tree.join("bin/fast")).unwrap();
-    std::os::unix::fs::symlink("z".repeat(400), tree.join("bin/slow")).unwrap();
+    campaign_tree(&tree);
     let (key, pubk) = keypair(d.path(), "k", 2048);
     let size = 4u64 << 20;
     let b = build_image(
@@ -187,14 +250,7 @@ fn tamper_campaign_every_read_is_original_or_eio() {
     };
     assert!(clean.len() > 40);
     assert_eq!(check_clean_against_tree(&clean, &tree), 42);
-
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&b.img)
-        .unwrap();
-    let mut tally = Tally::default();
-    let regions: [(&str, u64, u64, usize); 7] = [
+    let regions = [
         ("ext2 used part", 0, 2 << 20, 450),
         ("ext2 anywhere", 0, size, 150),
         ("hash tree", size + 4096, trailer - size - 4096, 300),
@@ -203,45 +259,57 @@ fn tamper_campaign_every_read_is_original_or_eio() {
         ("fssig fields", trailer, 1120, 100),
         ("fssig padding", trailer + 1120, 4096 - 1120, 50),
     ];
-    let mut flips = 0;
-    for &(name, start, len, n) in &regions {
-        for _ in 0..n {
-            let off = start + r.below(len);
-            let mut byte = [0u8];
-            f.read_exact_at(&mut byte, off).unwrap();
-            let bit = 1u8 << r.below(8);
-            f.write_all_at(&[byte[0] ^ bit], off).unwrap();
-            let (tx, rx) = mpsc::channel();
-            let (img, policy2, clean2) = (b.img.clone(), policy.clone(), clean.clone());
-            std::thread::spawn(move || {
-                let res = match mount_image(&img, &policy2, &StackConfig::default()) {
-                    Err(_) => Ok(None),
-                    Ok(m) => check(m.fs.as_ref(), &clean2).map(Some),
-                };
-                let _ = tx.send(res);
-            });
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok(None)) => tally.open_failed += 1,
-                Ok(Ok(Some(0))) => tally.all_original += 1,
-                Ok(Ok(Some(_))) => tally.some_eio += 1,
-                Ok(Err(e)) => panic!("flip of bit {bit:#x} at byte {off} ({name}): {e}"),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("hang after a flip at byte {off} ({name})")
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("panic after a flip at byte {off} ({name})")
-                }
-            }
-            f.write_all_at(&byte, off).unwrap();
-            flips += 1;
-        }
-    }
-    eprintln!("{flips} flips: {tally:?}");
+    let (flips, tally) = campaign(
+        &b.img,
+        &policy,
+        &cfg,
+        &clean,
+        &regions,
+        0x1234_5678_9abc_def1,
+    );
     assert!(flips >= 1000);
     // The campaign is not vacuous: flips were detected both ways.
     assert!(tally.some_eio > 100, "{tally:?}");
     assert!(tally.open_failed > 50, "{tally:?}");
     assert!(tally.all_original > 50, "{tally:?}");
+}
+
+#[test]
+fn tamper_campaign_on_an_encrypted_image() {
+    if !have(&["mke2fs", "veritysetup"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    campaign_tree(&tree);
+    let key: [u8; 64] = core::array::from_fn(|i| (i as u8) ^ 0x5c);
+    let b = build_encrypted_image(&tree, &d.path().join("img"), 4 << 20, &key);
+    let s = b.hash_offset;
+    let policy = TrustPolicy {
+        root_hashes: vec![b.root],
+        strict: true,
+        ..Default::default()
+    };
+    let cfg = StackConfig {
+        key: Some(key.to_vec()),
+        ..Default::default()
+    };
+    let clean = {
+        let m = mount_image(&b.img, &policy, &cfg).unwrap();
+        walk(m.fs.as_ref())
+    };
+    assert_eq!(check_clean_against_tree(&clean, &tree), 42);
+    let regions = [
+        ("LUKS header", 0, 592, 100),
+        ("ciphertext", 2 << 20, 2 << 20, 200),
+        ("hash tree", s + 4096, 8 * 4096, 100),
+    ];
+    let (_, tally) = campaign(&b.img, &policy, &cfg, &clean, &regions, 77);
+    assert!(
+        tally.open_failed >= 100,
+        "every header flip fails the open: {tally:?}"
+    );
+    assert!(tally.some_eio > 50, "{tally:?}");
 }
 
 /// The clean walk matches the source tree (so "original bytes" means the

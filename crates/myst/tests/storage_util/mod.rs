@@ -137,6 +137,55 @@ pub fn build_image(
     }
 }
 
+/// Like [`build_image`], for an encrypted image: the mke2fs image of
+/// `size` bytes is encrypted into a LUKS1 volume with `key` (the layout of
+/// FORMATS.md §5), then verity and the trailer cover the ciphertext.
+pub fn build_encrypted_image(tree: &Path, img: &Path, size: u64, key: &[u8; 64]) -> Built {
+    use myst_formats::luks::{LuksParams, LuksWriter};
+    let plain = img.with_extension("plain");
+    let _ = std::fs::remove_file(&plain);
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2", "-d"])
+        .arg(tree)
+        .arg(&plain)
+        .arg(format!("{}k", size / 1024)));
+    let mut ext2 = std::fs::read(&plain).unwrap();
+    std::fs::remove_file(&plain).unwrap();
+    let w = LuksWriter::new(key, &LuksParams::default()).unwrap();
+    w.encrypt_payload(&mut ext2, 0).unwrap();
+    let mut data = w.header.clone();
+    data.extend_from_slice(&ext2);
+    let s = data.len() as u64;
+    std::fs::write(img, &data).unwrap();
+    let out = run(Command::new("veritysetup")
+        .arg("format")
+        .arg(format!("--hash-offset={s}"))
+        .arg(img)
+        .arg(img));
+    let line = out.lines().find(|l| l.starts_with("Root hash:")).unwrap();
+    let root: [u8; 32] = unhex(line.split_whitespace().last().unwrap())
+        .try_into()
+        .unwrap();
+    let t = Fssig {
+        hash_offset: s,
+        root_hash: root,
+        signer: [0; 32],
+        signature: Vec::new(),
+    }
+    .to_bytes();
+    let mut all = std::fs::read(img).unwrap();
+    all.extend_from_slice(&t);
+    std::fs::write(img, &all).unwrap();
+    let roothash_file = img.with_extension("roothash");
+    std::fs::write(&roothash_file, format!("{}\n", hex(&root))).unwrap();
+    Built {
+        img: img.to_path_buf(),
+        root,
+        hash_offset: s,
+        roothash_file,
+    }
+}
+
 /// Makes an RSA key pair with openssl; returns (private, public) PEM paths.
 pub fn keypair(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
     let k = dir.join(format!("{name}.key.pem"));
