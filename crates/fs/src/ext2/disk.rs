@@ -234,6 +234,11 @@ impl Superblock {
                 self.inodes_count, self.inodes_per_group
             ));
         }
+        // Without meta_bg the descriptor table sits in group 0, before its bitmaps.
+        let gdt_blocks = (u64::from(groups) * GD_SIZE as u64).div_ceil(u64::from(self.block_size));
+        if gdt_blocks >= u64::from(self.blocks_per_group) {
+            return corrupt(format!("{groups} group descriptors do not fit in group 0"));
+        }
         if self.first_ino <= ROOT_INO || self.first_ino > self.inodes_count {
             return corrupt(format!("first inode {}", self.first_ino));
         }
@@ -301,7 +306,9 @@ impl Superblock {
 
     /// Blocks of one group's inode table.
     pub fn inode_table_blocks(&self) -> u32 {
-        (self.inodes_per_group * self.inode_size).div_ceil(self.block_size)
+        // At most (8 * 64 Ki) inodes of 64 KiB over 64 KiB blocks: fits in u32.
+        (u64::from(self.inodes_per_group) * u64::from(self.inode_size))
+            .div_ceil(u64::from(self.block_size)) as u32
     }
 
     /// The raw bytes with the in-memory counts and features stored.
@@ -727,4 +734,96 @@ pub fn put_dirent(
         put16(b, off + 6, name.len() as u16);
     }
     b[off + 8..off + 8 + name.len()].copy_from_slice(name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A plausible superblock to mutate.
+    fn base_sb() -> Vec<u8> {
+        let mut b = vec![0u8; SB_SIZE];
+        put32(&mut b, 0, 2048); // inodes
+        put32(&mut b, 4, 8192); // blocks
+        put32(&mut b, 12, 100);
+        put32(&mut b, 16, 100);
+        put32(&mut b, 20, 1);
+        put32(&mut b, 32, 8192);
+        put32(&mut b, 40, 2048);
+        put16(&mut b, 56, MAGIC);
+        put32(&mut b, 76, 1);
+        put32(&mut b, 84, 11);
+        put16(&mut b, 88, 256);
+        put32(&mut b, 96, INCOMPAT_FILETYPE);
+        b
+    }
+
+    #[test]
+    fn base_superblock_is_valid() {
+        let sb = Superblock::parse(&base_sb()).unwrap();
+        assert_eq!(
+            (sb.group_count, sb.block_size, sb.want_extra_isize),
+            (1, 1024, 32)
+        );
+        assert_eq!(sb.check_features(), Ok(None));
+    }
+
+    proptest! {
+        #[test]
+        fn superblock_parse_never_panics(muts in proptest::collection::vec((0usize..SB_SIZE, any::<u8>()), 0..12)) {
+            let mut b = base_sb();
+            for (o, v) in muts {
+                b[o] = v;
+            }
+            if let Ok(sb) = Superblock::parse(&b) {
+                let _ = sb.check_features();
+                prop_assert!(sb.group_count >= 1);
+                prop_assert!(sb.inode_table_blocks() >= 1);
+                let raw = vec![0xffu8; GD_SIZE];
+                let _ = Group::parse(&raw, 0, &sb);
+            }
+        }
+
+        #[test]
+        fn inode_parse_and_serialize_never_panic(raw in proptest::collection::vec(any::<u8>(), 128..=256usize)) {
+            let size = if raw.len() >= 256 { 256 } else { 128 };
+            let mut i = Inode::parse(5, raw[..size].to_vec());
+            let _ = (i.kind(), i.rdev(), i.is_fast_symlink(1024), i.has_block_map(4096));
+            let before = i.clone();
+            let again = Inode::parse(5, i.to_raw().to_vec());
+            prop_assert_eq!(again.mode, before.mode);
+            prop_assert_eq!(again.block, before.block);
+            prop_assert_eq!((again.uid, again.gid, again.links), (before.uid, before.gid, before.links));
+        }
+
+        #[test]
+        fn dir_block_parse_never_panics(b in proptest::collection::vec(any::<u8>(), 1024), filetype: bool) {
+            if let Some(ents) = parse_dir_block(&b, filetype, 1000) {
+                // Accepted blocks are tiled exactly by their records.
+                let mut off = 0;
+                for e in &ents {
+                    prop_assert_eq!(e.off, off);
+                    off += e.rec_len;
+                }
+                prop_assert_eq!(off, b.len());
+            }
+        }
+
+        #[test]
+        fn device_numbers_round_trip(major in 0u32..4096, minor in 0u32..(1 << 20)) {
+            let mut i = Inode::empty(3, 128, 0);
+            i.set_rdev(makedev(major, minor));
+            let d = i.rdev();
+            prop_assert_eq!((dev_major(d), dev_minor(d)), (major, minor));
+        }
+
+        #[test]
+        fn times_round_trip_in_256_byte_inodes(sec in i64::from(i32::MIN)..(3i64 << 32), nsec in 0u32..1_000_000_000) {
+            let mut i = Inode::empty(3, 256, 32);
+            i.mtime = Timespec { sec, nsec };
+            let back = Inode::parse(3, i.to_raw().to_vec());
+            prop_assert_eq!(back.mtime, Timespec { sec, nsec });
+        }
+    }
 }

@@ -415,18 +415,23 @@ impl State {
     /// True when `anc` is `d` or one of its ancestors.
     fn is_ancestor(&self, anc: u32, d: u32) -> FsResult<bool> {
         let mut cur = d;
-        // A path cannot be longer than the number of inodes; more means a cycle.
-        for _ in 0..=self.sb.inodes_count {
+        let mut seen = std::collections::HashSet::new();
+        loop {
             if cur == anc {
                 return Ok(true);
             }
             if cur == ROOT_INO {
                 return Ok(false);
             }
+            if !seen.insert(cur) {
+                return Err(self.corrupt("cycle in the directory tree"));
+            }
             let i = self.inode(u64::from(cur))?;
+            if i.kind() != Some(FileType::Directory) {
+                return Err(self.corrupt("`..` names a non-directory"));
+            }
             cur = self.parent_of(&i)?;
         }
-        Err(self.corrupt("cycle in the directory tree"))
     }
 
     /// `rename`.
