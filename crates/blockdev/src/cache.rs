@@ -254,6 +254,9 @@ impl BlockDevice for CacheDevice {
     fn flush(&self) -> BlockResult<()> {
         self.lower.flush()
     }
+    fn fresh_blocks_left(&self) -> Option<u64> {
+        self.lower.fresh_blocks_left()
+    }
 }
 
 #[cfg(test)]

@@ -132,6 +132,12 @@ pub trait BlockDevice: Send + Sync {
     fn flush(&self) -> BlockResult<()> {
         Ok(())
     }
+    /// How many blocks not written before can still be written (`None`: no
+    /// limit). File systems keep a reserve so metadata updates never hit
+    /// the end of an ephemeral write budget halfway through an operation.
+    fn fresh_blocks_left(&self) -> Option<u64> {
+        None
+    }
     /// Reads one block.
     fn read_block(&self, block: u64, buf: &mut [u8]) -> BlockResult<()> {
         self.read_blocks(block, buf)
@@ -160,6 +166,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Arc<T> {
     }
     fn flush(&self) -> BlockResult<()> {
         (**self).flush()
+    }
+    fn fresh_blocks_left(&self) -> Option<u64> {
+        (**self).fresh_blocks_left()
     }
 }
 

@@ -22,6 +22,10 @@ pub trait BlockStore: Send + Sync {
     fn is_empty(&self) -> bool;
     /// Bytes of block data held.
     fn used_bytes(&self) -> u64;
+    /// New blocks that still fit in the budget (`None`: no limit).
+    fn blocks_left(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A [`BlockStore`] in process memory with a byte budget.
@@ -80,6 +84,9 @@ impl BlockStore for MemStore {
             .read()
             .map(|m| m.len() as u64 * self.block_size as u64)
             .unwrap_or(0)
+    }
+    fn blocks_left(&self) -> Option<u64> {
+        Some(self.budget.saturating_sub(self.used_bytes()) / self.block_size as u64)
     }
 }
 
@@ -161,6 +168,9 @@ impl BlockDevice for Overlay {
     fn is_writable(&self) -> bool {
         true
     }
+    fn fresh_blocks_left(&self) -> Option<u64> {
+        self.store.blocks_left()
+    }
 }
 
 #[cfg(test)]
@@ -193,5 +203,6 @@ mod tests {
         }
         assert_eq!(lower.to_vec(), base, "the lower device is untouched");
         assert_eq!(ov.store().used_bytes(), 1024);
+        assert_eq!(ov.fresh_blocks_left(), Some(0));
     }
 }

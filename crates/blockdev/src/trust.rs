@@ -19,7 +19,7 @@
 use crate::cache::CacheDevice;
 use crate::crypt::{CryptDevice, CryptOpenError};
 use crate::file::HostFile;
-use crate::overlay::Overlay;
+use crate::overlay::{BlockStore, Overlay};
 use crate::verity::{VerityDevice, VerityOpenError};
 use crate::{BlockDevice, BlockError};
 use myst_formats::fssig::{Fssig, FssigError, TRAILER_SIZE};
@@ -118,14 +118,32 @@ pub fn evaluate(fssig: Option<&Fssig>, policy: &TrustPolicy) -> Verification {
 }
 
 /// How to build the stack above the trust decision.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StackConfig {
     /// Blocks (4096 bytes) in the read cache.
     pub cache_blocks: usize,
-    /// Ephemeral write budget in bytes; `None` gives a read-only device.
+    /// Ephemeral write budget in bytes (a [`crate::overlay::MemStore`]); `None` and no
+    /// `overlay_store` give a read-only device.
     pub overlay_budget: Option<u64>,
+    /// A store for ephemeral writes supplied by the caller (e.g. a shared
+    /// memfd store inherited across fork); takes precedence over `overlay_budget`.
+    pub overlay_store: Option<Arc<dyn BlockStore>>,
     /// LUKS master key (64 bytes) for an encrypted image.
     pub key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackConfig")
+            .field("cache_blocks", &self.cache_blocks)
+            .field("overlay_budget", &self.overlay_budget)
+            .field(
+                "overlay_store",
+                &self.overlay_store.as_ref().map(|_| "caller's store"),
+            )
+            .field("key", &self.key.as_ref().map(|_| "64 bytes"))
+            .finish()
+    }
 }
 
 impl Default for StackConfig {
@@ -133,8 +151,16 @@ impl Default for StackConfig {
         StackConfig {
             cache_blocks: 8192,
             overlay_budget: None,
+            overlay_store: None,
             key: None,
         }
+    }
+}
+
+impl StackConfig {
+    /// True when the stack gets an ephemeral overlay (writes allowed).
+    pub fn writable(&self) -> bool {
+        self.overlay_store.is_some() || self.overlay_budget.is_some()
     }
 }
 
@@ -303,13 +329,18 @@ pub fn open_image(
         data
     };
     let cached: Arc<dyn BlockDevice> = Arc::new(CacheDevice::new(plain, config.cache_blocks));
-    let (device, overlay): (Arc<dyn BlockDevice>, _) = match config.overlay_budget {
-        Some(budget) => {
-            let ov = Arc::new(Overlay::in_memory(cached, budget));
-            (ov.clone(), Some(ov))
-        }
-        None => (cached, None),
-    };
+    let (device, overlay): (Arc<dyn BlockDevice>, _) =
+        match (&config.overlay_store, config.overlay_budget) {
+            (Some(store), _) => {
+                let ov = Arc::new(Overlay::new(cached, store.clone())?);
+                (ov.clone(), Some(ov))
+            }
+            (None, Some(budget)) => {
+                let ov = Arc::new(Overlay::in_memory(cached, budget));
+                (ov.clone(), Some(ov))
+            }
+            (None, None) => (cached, None),
+        };
     Ok(Image {
         device,
         verification,

@@ -389,3 +389,90 @@ fn enospc_is_clean_and_recoverable() {
     assert!(sub.is_ok() || sub == Err(Errno::ENOSPC), "{sub:?}");
     e2fsck_clean(&dev.to_vec());
 }
+
+#[test]
+fn running_out_of_ephemeral_budget_keeps_the_file_system_consistent() {
+    use myst_blockdev::overlay::Overlay;
+    if !have("mke2fs") || !have("e2fsck") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("img");
+    let tree = d.path().join("tree");
+    make_tree(&tree, 9);
+    for (bs, seed) in [
+        (1024u32, 1u64),
+        (4096, 2),
+        (1024, 3),
+        (2048, 4),
+        (4096, 5),
+        (1024, 6),
+    ] {
+        mke2fs(&img, 16 << 10, bs, 256, Some(&tree), &[]);
+        let lower = Arc::new(MemDevice::from_vec(4096, std::fs::read(&img).unwrap()));
+        let ov = Arc::new(Overlay::in_memory(lower, (300 + 100 * seed) << 10));
+        let fs =
+            Ext2Fs::mount(ov.clone() as Arc<dyn BlockDevice>, &MountOptions::default()).unwrap();
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut enospc = 0;
+        let mut dirs = vec![fs.root()];
+        for _ in 0..400 {
+            let d = dirs[rnd(dirs.len() as u64) as usize];
+            let name = format!("n{}", rnd(12));
+            let r = match rnd(8) {
+                0 | 1 => fs.create(d, name.as_bytes(), &file(0o644)).and_then(|f| {
+                    let len = rnd(200_000) as usize;
+                    fs.write(f, rnd(100_000), &vec![3u8; len]).map(|_| ())
+                }),
+                2 => fs.create(d, name.as_bytes(), &dir()).map(|i| dirs.push(i)),
+                3 => fs.unlink(d, name.as_bytes()),
+                4 => fs.rmdir(d, name.as_bytes()),
+                5 => fs.rename(
+                    d,
+                    name.as_bytes(),
+                    dirs[rnd(dirs.len() as u64) as usize],
+                    format!("m{}", rnd(5)).as_bytes(),
+                ),
+                6 => fs
+                    .symlink(
+                        d,
+                        name.as_bytes(),
+                        &vec![b'q'; rnd(300) as usize + 1],
+                        &file(0o777),
+                    )
+                    .map(|_| ()),
+                _ => fs.lookup(d, name.as_bytes()).and_then(|f| {
+                    fs.setattr(
+                        f,
+                        &SetAttr {
+                            size: Some(rnd(300_000)),
+                            ..Default::default()
+                        },
+                    )
+                    .map(|_| ())
+                }),
+            };
+            if let Err(e) = r {
+                if e.code == Errno::ENOSPC.code {
+                    enospc += 1;
+                }
+            }
+            // Directories removed by rmdir/rename stay in `dirs`; their ops fail (ENOENT/ENOTDIR), which is fine.
+        }
+        assert!(
+            enospc > 10,
+            "the budget was hit ({enospc} times) with bs {bs}"
+        );
+        let mut all = vec![0u8; (ov.block_count() * 4096) as usize];
+        ov.read_blocks(0, &mut all).unwrap();
+        e2fsck_clean(&all);
+        // Reads still work after running out.
+        assert_eq!(walk_fs(&fs).is_empty(), false);
+    }
+}

@@ -316,3 +316,91 @@ fn encrypted_images_open_only_with_their_key() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("not LUKS-encrypted"));
 }
+
+#[test]
+fn ephemeral_writes_on_a_verified_image_stay_in_memory() {
+    use myst_blockdev::trust::{StackConfig, TrustPolicy};
+    use myst_fs::ext2::mount_image;
+    use myst_fs::{Errno, FileSystem, FileType, NewInode, Timespec};
+    if !have(&["mke2fs", "veritysetup", "e2fsck"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/config"), vec![b'c'; 50_000]).unwrap();
+    std::fs::write(tree.join("etc/other"), b"other\n").unwrap();
+    let b = build_image(&tree, &d.path().join("img"), 8 << 20, &["-b", "4096"], None);
+    let before = std::fs::read(&b.img).unwrap();
+    let policy = TrustPolicy {
+        root_hashes: vec![b.root],
+        strict: true,
+        ..Default::default()
+    };
+    let budget = 2u64 << 20;
+    let cfg = StackConfig {
+        overlay_budget: Some(budget),
+        ..Default::default()
+    };
+    let m = mount_image(&b.img, &policy, &cfg).unwrap();
+    let fs = m.fs.as_ref();
+    let t = Timespec {
+        sec: 1_700_000_000,
+        nsec: 0,
+    };
+    let new = |kind| NewInode {
+        kind,
+        perm: 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        time: t,
+    };
+    let etc = fs.lookup(fs.root(), b"etc").unwrap();
+    fs.unlink(etc, b"other").unwrap();
+    let cfgf = fs.lookup(etc, b"config").unwrap();
+    fs.write(cfgf, 10, b"CHANGED").unwrap();
+    let f = fs
+        .create(fs.root(), b"new", &new(FileType::Regular))
+        .unwrap();
+    fs.write(f, 0, &vec![7u8; 300_000]).unwrap();
+    // The budget turns into ENOSPC, never a crash or a dropped write.
+    let big = fs
+        .create(fs.root(), b"big", &new(FileType::Regular))
+        .unwrap();
+    let mut written = 0u64;
+    let err = loop {
+        match fs.write(big, written, &vec![1u8; 256 << 10]) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code, Errno::ENOSPC.code);
+    assert!(written > 0 && written < budget, "{written}");
+    let mut buf = vec![0u8; 20];
+    fs.read(cfgf, 5, &mut buf).unwrap();
+    assert_eq!(&buf[..15], b"cccccCHANGEDccc");
+    assert_eq!(
+        fs.lookup(etc, b"other").unwrap_err().code,
+        Errno::ENOENT.code
+    );
+    assert!(m.image.overlay.as_ref().unwrap().store().used_bytes() <= budget);
+    // The host file never changes; the ephemeral file system is consistent.
+    assert_eq!(std::fs::read(&b.img).unwrap(), before);
+    let dev = &m.image.device;
+    let mut all = vec![0u8; (dev.block_count() * 4096) as usize];
+    dev.read_blocks(0, &mut all).unwrap();
+    let snap = d.path().join("snapshot");
+    std::fs::write(&snap, &all).unwrap();
+    let o = spawn_output(std::process::Command::new("e2fsck").arg("-fn").arg(&snap));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && !report.contains("? no"), "{report}");
+    // A fresh mount sees the original image again.
+    let m2 = mount_image(&b.img, &policy, &cfg).unwrap();
+    let etc2 = m2.fs.lookup(m2.fs.root(), b"etc").unwrap();
+    assert!(m2.fs.lookup(etc2, b"other").is_ok());
+    assert_eq!(
+        m2.fs.lookup(m2.fs.root(), b"new").unwrap_err().code,
+        Errno::ENOENT.code
+    );
+}

@@ -339,7 +339,9 @@ impl State {
     }
 
     /// Writes file data at `off`, allocating blocks; returns bytes written
-    /// (short on ENOSPC after some progress). The caller writes the inode.
+    /// (short on ENOSPC after some progress). On failure, blocks allocated
+    /// past the new end of file are freed again, so the file system stays
+    /// consistent. The caller writes the inode.
     pub fn write_data(&mut self, i: &mut Inode, off: u64, data: &[u8]) -> FsResult<usize> {
         if data.is_empty() {
             return Ok(0);
@@ -349,6 +351,30 @@ impl State {
         if off > i.size {
             self.zero_tail(i, i.size, off)?;
         }
+        let mut done = 0usize;
+        let r = self.write_blocks_of(i, off, data, &mut done);
+        if done > 0 {
+            i.size = i.size.max(off + done as u64);
+        }
+        if r.is_err() {
+            let keep = i.size.div_ceil(self.bs());
+            self.truncate_blocks(i, keep)?;
+        }
+        match r {
+            Err(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// The loop of [`State::write_data`]; `done` counts the bytes whose
+    /// blocks have been written.
+    fn write_blocks_of(
+        &mut self,
+        i: &mut Inode,
+        off: u64,
+        data: &[u8],
+        done: &mut usize,
+    ) -> FsResult<()> {
         let bs = self.bs();
         let bsu = bs as usize;
         let mut goal = match i.block[0] {
@@ -359,18 +385,33 @@ impl State {
             b => b,
         };
         let mut pos = 0usize;
-        // A run of whole blocks at consecutive physical blocks: (first block, start in data, blocks).
+        // Whole blocks at consecutive physical blocks, written together:
+        // (first block, start in data, blocks).
         let mut run: Option<(u32, usize, usize)> = None;
-        let mut err = None;
+        let flush = |st: &mut State,
+                     run: &mut Option<(u32, usize, usize)>,
+                     done: &mut usize|
+         -> FsResult<()> {
+            if let Some((p0, d0, n)) = run.take() {
+                st.io.write_blocks(p0, &data[d0..d0 + n * bsu])?;
+                *done = d0 + n * bsu;
+            }
+            Ok(())
+        };
         while pos < data.len() {
             let cur = off + pos as u64;
             let s = (cur % bs) as usize;
             let take = (bsu - s).min(data.len() - pos);
+            let pending = run.map_or(0, |r| r.2 as u64);
+            if let Err(e) = self.ensure_budget(pending + 1) {
+                flush(self, &mut run, done)?;
+                return Err(e);
+            }
             let (pblk, new) = match self.alloc_map(i, cur / bs, goal) {
                 Ok(v) => v,
                 Err(e) => {
-                    err = Some(e);
-                    break;
+                    flush(self, &mut run, done)?;
+                    return Err(e);
                 }
             };
             goal = pblk.saturating_add(1);
@@ -378,16 +419,12 @@ impl State {
                 match &mut run {
                     Some((p0, _, n)) if u64::from(*p0) + *n as u64 == u64::from(pblk) => *n += 1,
                     _ => {
-                        if let Some((p0, d0, n)) = run.take() {
-                            self.io.write_blocks(p0, &data[d0..d0 + n * bsu])?;
-                        }
+                        flush(self, &mut run, done)?;
                         run = Some((pblk, pos, 1));
                     }
                 }
             } else {
-                if let Some((p0, d0, n)) = run.take() {
-                    self.io.write_blocks(p0, &data[d0..d0 + n * bsu])?;
-                }
+                flush(self, &mut run, done)?;
                 let mut b = if new {
                     vec![0u8; bsu]
                 } else {
@@ -395,16 +432,10 @@ impl State {
                 };
                 b[s..s + take].copy_from_slice(&data[pos..pos + take]);
                 self.io.write_blocks(pblk, &b)?;
+                *done = pos + take;
             }
             pos += take;
         }
-        if let Some((p0, d0, n)) = run.take() {
-            self.io.write_blocks(p0, &data[d0..d0 + n * bsu])?;
-        }
-        i.size = i.size.max(off + pos as u64);
-        match err {
-            Some(e) if pos == 0 => Err(e),
-            _ => Ok(pos),
-        }
+        flush(self, &mut run, done)
     }
 }

@@ -201,7 +201,12 @@ impl State {
         };
         let mut b = vec![0u8; bs];
         put_dirent(&mut b, 0, ino, bs, name, ft, filetype);
-        self.io.write_blocks(pblk, &b)?;
+        if let Err(e) = self.io.write_blocks(pblk, &b) {
+            // Give the block (and any new indirect block) back.
+            let _ = self.truncate_blocks(d, lblk);
+            self.write_inode(d)?;
+            return Err(e);
+        }
         d.size += bs as u64;
         self.write_inode(d)
     }

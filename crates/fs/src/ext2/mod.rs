@@ -204,9 +204,13 @@ impl Ext2Fs {
             .map_err(|_| Errno::EIO.with("ext2 state poisoned by a panic"))
     }
 
-    /// Runs a mutating operation and writes back changed metadata, even on error.
+    /// Runs a mutating operation and writes back changed metadata, even on
+    /// error. Refuses (ENOSPC) up front when the write budget is down to the
+    /// metadata reserve.
     fn mutate<T>(&self, f: impl FnOnce(&mut State) -> FsResult<T>) -> FsResult<T> {
         let mut st = self.lock()?;
+        st.writable()?;
+        st.ensure_budget(0)?;
         let r = f(&mut st);
         let c = st.commit();
         let v = r?;
@@ -300,7 +304,12 @@ impl FileSystem for Ext2Fs {
     }
     fn release(&self, ino: Ino) {
         if let Ok(i) = u32::try_from(ino) {
-            if let Err(e) = self.mutate(|s| s.release(i)) {
+            // Freeing an orphan rewrites blocks it already wrote; no budget check.
+            let r = self.lock().and_then(|mut st| {
+                let r = st.release(i);
+                st.commit().and(r)
+            });
+            if let Err(e) = r {
                 eprintln!("myst: ext2: freeing unlinked inode {i}: {e}");
             }
         }
@@ -342,7 +351,7 @@ pub struct MountedImage {
 }
 
 /// Opens `path` under the trust rules (FORMATS.md §6), builds the storage
-/// stack (`config.overlay_budget` = Some for ephemeral writes) and mounts
+/// stack (`config.overlay_budget` or `overlay_store` for ephemeral writes) and mounts
 /// its ext2 file system. This is what the runtime calls for an ext2 rootfs
 /// or mount.
 pub fn mount_image(
@@ -352,7 +361,7 @@ pub fn mount_image(
 ) -> Result<MountedImage, ImageMountError> {
     let image = open_image(path, policy, config)?;
     let opts = MountOptions {
-        read_only: config.overlay_budget.is_none(),
+        read_only: !config.writable(),
         name: path.display().to_string(),
     };
     let fs = Arc::new(Ext2Fs::mount(image.device.clone(), &opts)?);

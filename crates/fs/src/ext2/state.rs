@@ -10,6 +10,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// Largest link count this driver creates (Linux ext2's EXT2_LINK_MAX).
 pub const LINK_MAX: u16 = 32000;
 
+/// Device blocks kept free in an ephemeral write budget for the metadata
+/// of one operation (bitmaps, descriptors, superblock, inodes, directory
+/// and indirect blocks of up to two directories): ENOSPC comes before an
+/// operation starts, never halfway through it.
+pub const BUDGET_RESERVE: u64 = 32;
+
 /// Everything behind the lock.
 pub struct State {
     /// The device.
@@ -61,6 +67,17 @@ impl State {
         match self.read_only {
             Some(_) => Err(Errno::EROFS),
             None => Ok(()),
+        }
+    }
+
+    /// Fails with ENOSPC unless the device can take `blocks` new blocks
+    /// and still keep [`BUDGET_RESERVE`] for the metadata of the operation.
+    pub fn ensure_budget(&self, blocks: u64) -> FsResult<()> {
+        match self.io.dev().fresh_blocks_left() {
+            Some(left) if left < BUDGET_RESERVE + blocks => {
+                Err(Errno::ENOSPC.with("ephemeral write budget exhausted"))
+            }
+            _ => Ok(()),
         }
     }
 
