@@ -12,9 +12,9 @@
 //! checked at open). The cache and (optionally) the ephemeral overlay go on
 //! top either way.
 //!
-//! The RSA check lives here while `myst_formats::sign` is a stub: it is
-//! SHA-256 of the modulus plus a `rsa` crate PKCS#1 v1.5 verification with
-//! the SHA-256 DigestInfo over the raw 32-byte root hash.
+//! Signatures are checked with `myst_formats::sign` (SHA-256 of the modulus
+//! as signer id, PKCS#1 v1.5 with the SHA-256 DigestInfo over the raw
+//! 32-byte root hash).
 
 use crate::cache::CacheDevice;
 use crate::crypt::{CryptDevice, CryptOpenError};
@@ -23,43 +23,36 @@ use crate::overlay::{BlockStore, Overlay};
 use crate::verity::{VerityDevice, VerityOpenError};
 use crate::{BlockDevice, BlockError};
 use myst_formats::fssig::{Fssig, FssigError, TRAILER_SIZE};
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::DecodePublicKey;
-use rsa::traits::PublicKeyParts;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
-use sha2::{Digest, Sha256};
+use myst_formats::sign::{PublicKey, SignError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A trusted RSA public key and its signer id.
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
-    key: RsaPublicKey,
+    key: PublicKey,
     /// SHA-256 of the big-endian modulus (without leading zeros).
     pub signer: [u8; 32],
 }
 
 /// Why a public key could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("not an RSA public key in PEM form (SubjectPublicKeyInfo or PKCS#1)")]
-pub struct KeyError;
+#[error("not a usable RSA public key in PEM form: {0}")]
+pub struct KeyError(#[from] SignError);
 
 impl TrustedKey {
-    /// Parses a PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
+    /// Parses a PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`,
+    /// 1024 to 8192 bits).
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let key = RsaPublicKey::from_public_key_pem(pem.trim())
-            .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem.trim()))
-            .map_err(|_| KeyError)?;
-        let signer = Sha256::digest(key.n().to_bytes_be()).into();
+        let key = PublicKey::from_pem(pem.as_bytes())?;
+        let signer = key.signer();
         Ok(TrustedKey { key, signer })
     }
 
     /// True when `signature` is this key's PKCS#1 v1.5 signature over
     /// `root_hash` taken as an already computed SHA-256 digest.
     pub fn verifies(&self, root_hash: &[u8; 32], signature: &[u8]) -> bool {
-        self.key
-            .verify(Pkcs1v15Sign::new::<Sha256>(), root_hash, signature)
-            .is_ok()
+        self.key.verify(root_hash, signature).is_ok()
     }
 }
 
