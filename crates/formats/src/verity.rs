@@ -158,7 +158,11 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Geometry for `data_blocks` data blocks (at least 1).
+    /// Geometry for `data_blocks` data blocks. For a single data block the
+    /// kernel and veritysetup use no hash level at all (the root hash is the
+    /// data block's digest); this geometry still has one level there, so
+    /// callers handle that case themselves (images myst writes are at least
+    /// 8 MiB, and the verifying block device special-cases it).
     pub fn new(data_blocks: u64) -> Self {
         let per = DIGESTS_PER_BLOCK as u64;
         let mut level_blocks = Vec::new();
