@@ -1,0 +1,370 @@
+//! Syscall User Dispatch: the per-thread control block, the SIGSYS entry stub
+//! that switches the FS base between guest and runtime, arming SUD, and the
+//! jump into guest code.
+//!
+//! Every thread that runs guest code owns one aligned block of memory: the
+//! control block at its low end, the alternate signal stack above it. The
+//! entry stub finds the control block by masking its stack pointer, so it
+//! needs neither %fs (which belongs to the guest on entry) nor %gs.
+
+use crate::raw::{check, nr, syscall6};
+use crate::PlatformError;
+use core::arch::{asm, global_asm};
+use std::sync::OnceLock;
+
+/// Size (and alignment) of a thread's control block + alternate signal stack.
+pub const ALT_SIZE: usize = 256 * 1024;
+
+/// Selector value letting syscalls through.
+const SELECTOR_ALLOW: u8 = 0;
+/// Selector value making syscalls from outside myst's text raise SIGSYS.
+const SELECTOR_BLOCK: u8 = 1;
+
+const PR_SET_SYSCALL_USER_DISPATCH: u64 = 59;
+const PR_SYS_DISPATCH_ON: u64 = 1;
+const SIGSYS: u64 = 31;
+const SA_SIGINFO: u64 = 0x4;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+
+/// Per-thread state the entry stub reaches without %fs. Layout is fixed:
+/// the assembly below uses the offsets.
+#[repr(C)]
+pub struct ControlBlock {
+    /// FS base of the runtime's thread (offset 0).
+    runtime_fs: u64,
+    /// FS base of the guest thread, saved on entry, restored on exit (offset 8).
+    guest_fs: u64,
+    /// The SUD selector byte of this thread (offset 16).
+    selector: u8,
+    _pad: [u8; 7],
+    /// Guest GS base as last set by arch_prctl (not installed in hardware).
+    guest_gs: u64,
+}
+
+extern "C" {
+    static __executable_start: u8;
+    static etext: u8;
+    fn myst_sigsys_entry();
+    fn myst_restore_rt();
+}
+
+global_asm!(
+    ".pushsection .text.myst_sigsys_entry,\"ax\",@progbits",
+    ".globl myst_sigsys_entry",
+    ".type myst_sigsys_entry,@function",
+    "myst_sigsys_entry:",
+    // rdi = signo, rsi = siginfo, rdx = ucontext; rsp is on this thread's
+    // alternate stack, so masking it gives the control block.
+    "mov %rsp, %rax",
+    "and ${mask}, %rax",
+    "movb $0, 16(%rax)",
+    "rdfsbase %rcx",
+    "mov %rcx, 8(%rax)",
+    "mov 0(%rax), %rcx",
+    "wrfsbase %rcx",
+    "push %rbp",
+    "mov %rsp, %rbp",
+    "and $-16, %rsp",
+    "mov %rax, %rcx",
+    "call {handler}",
+    "mov %rbp, %rsp",
+    "pop %rbp",
+    "mov %rsp, %rax",
+    "and ${mask}, %rax",
+    // The guest FS base may have been changed by arch_prctl(ARCH_SET_FS).
+    "mov 8(%rax), %rcx",
+    "wrfsbase %rcx",
+    "movb $1, 16(%rax)",
+    // Return into myst_restore_rt (inside the allowed range) which issues
+    // rt_sigreturn.
+    "ret",
+    ".size myst_sigsys_entry, .-myst_sigsys_entry",
+    ".globl myst_restore_rt",
+    ".type myst_restore_rt,@function",
+    "myst_restore_rt:",
+    "mov $15, %eax",
+    "syscall",
+    "ud2",
+    ".size myst_restore_rt, .-myst_restore_rt",
+    ".popsection",
+    mask = const -(ALT_SIZE as i64),
+    handler = sym myst_sigsys_rust,
+    options(att_syntax)
+);
+
+/// Offsets into the kernel's `ucontext` on x86-64.
+const UC_GREGS: usize = 40;
+const UC_SIGMASK: usize = 296;
+const REG_R8: usize = 0;
+const REG_R9: usize = 1;
+const REG_R10: usize = 2;
+const REG_RDI: usize = 8;
+const REG_RSI: usize = 9;
+const REG_RDX: usize = 12;
+const REG_RAX: usize = 13;
+const REG_RSP: usize = 15;
+const REG_RIP: usize = 16;
+
+/// One trapped guest syscall: its number, arguments, and where the result goes.
+pub struct SyscallFrame {
+    uc: *mut u8,
+    cb: *mut ControlBlock,
+    nr: u64,
+    args: [u64; 6],
+}
+
+impl SyscallFrame {
+    fn greg(&self, i: usize) -> u64 {
+        // SAFETY: `uc` is the ucontext the kernel passed to the SIGSYS handler
+        // of this thread; gregs is an array of 23 u64 at UC_GREGS and i < 23.
+        unsafe { (self.uc.add(UC_GREGS + 8 * i) as *const u64).read_unaligned() }
+    }
+
+    fn set_greg(&mut self, i: usize, v: u64) {
+        // SAFETY: as in `greg`; the frame is exclusively ours while the
+        // handler runs, and the kernel reloads it on rt_sigreturn.
+        unsafe { (self.uc.add(UC_GREGS + 8 * i) as *mut u64).write_unaligned(v) }
+    }
+
+    /// Syscall number.
+    pub fn nr(&self) -> u64 {
+        self.nr
+    }
+
+    /// The six argument registers (rdi, rsi, rdx, r10, r8, r9).
+    pub fn args(&self) -> [u64; 6] {
+        self.args
+    }
+
+    /// Sets the value the guest sees in rax (negative errno for failures).
+    pub fn set_return(&mut self, v: i64) {
+        self.set_greg(REG_RAX, v as u64);
+    }
+
+    /// Guest instruction pointer (just after the `syscall` instruction).
+    pub fn ip(&self) -> u64 {
+        self.greg(REG_RIP)
+    }
+
+    /// Guest stack pointer.
+    pub fn sp(&self) -> u64 {
+        self.greg(REG_RSP)
+    }
+
+    /// Guest FS base (the thread pointer of the guest's libc).
+    pub fn guest_fs(&self) -> u64 {
+        // SAFETY: cb is this thread's control block, valid for the thread's life.
+        unsafe { (*self.cb).guest_fs }
+    }
+
+    /// Changes the guest FS base installed when the syscall returns.
+    pub fn set_guest_fs(&mut self, v: u64) {
+        // SAFETY: as in `guest_fs`; only this thread touches its block.
+        unsafe { (*self.cb).guest_fs = v }
+    }
+
+    /// Guest GS base as recorded (myst keeps %gs for itself unused; the value
+    /// is only remembered).
+    pub fn guest_gs(&self) -> u64 {
+        // SAFETY: as in `guest_fs`.
+        unsafe { (*self.cb).guest_gs }
+    }
+
+    /// Records the guest GS base.
+    pub fn set_guest_gs(&mut self, v: u64) {
+        // SAFETY: as in `guest_fs`.
+        unsafe { (*self.cb).guest_gs = v }
+    }
+
+    /// The signal mask that is restored when the syscall returns.
+    pub fn sigmask(&self) -> u64 {
+        // SAFETY: uc_sigmask is a u64 at UC_SIGMASK in the kernel's ucontext.
+        unsafe { (self.uc.add(UC_SIGMASK) as *const u64).read_unaligned() }
+    }
+
+    /// Sets the signal mask restored on return (SIGSYS is never blocked).
+    pub fn set_sigmask(&mut self, mask: u64) {
+        let mask = mask & !(1u64 << (SIGSYS - 1));
+        // SAFETY: as in `sigmask`.
+        unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write_unaligned(mask) }
+    }
+}
+
+type Dispatcher = fn(&mut SyscallFrame);
+static DISPATCH: OnceLock<Dispatcher> = OnceLock::new();
+
+/// Registers the function that handles every trapped guest syscall.
+pub fn set_dispatcher(f: Dispatcher) {
+    let _ = DISPATCH.set(f);
+}
+
+extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut ControlBlock) {
+    let mut frame = SyscallFrame {
+        uc,
+        cb,
+        nr: 0,
+        args: [0; 6],
+    };
+    frame.nr = frame.greg(REG_RAX);
+    frame.args = [
+        frame.greg(REG_RDI),
+        frame.greg(REG_RSI),
+        frame.greg(REG_RDX),
+        frame.greg(REG_R10),
+        frame.greg(REG_R8),
+        frame.greg(REG_R9),
+    ];
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match DISPATCH.get() {
+        Some(f) => f(&mut frame),
+        None => frame.set_return(-38),
+    }));
+    if result.is_err() {
+        crate::host::write_stderr(b"myst: internal error in a syscall handler; stopping\n");
+        crate::host::exit_group(134);
+    }
+}
+
+/// The text range that may issue syscalls directly: myst's own code.
+fn allowed_range() -> (u64, u64) {
+    // Linker-defined symbols; only their addresses are taken.
+    let (start, end) = (
+        core::ptr::addr_of!(__executable_start) as u64,
+        core::ptr::addr_of!(etext) as u64,
+    );
+    (start, end.saturating_sub(start))
+}
+
+/// Checks that this CPU and kernel provide what the runtime needs.
+pub fn check_support() -> Result<(), PlatformError> {
+    const AT_HWCAP2: u64 = 26;
+    let hwcap2 = crate::host::getauxval(AT_HWCAP2);
+    if hwcap2 & 2 == 0 {
+        return Err(PlatformError::NoFsgsbase);
+    }
+    Ok(())
+}
+
+/// Allocates this thread's control block and alternate signal stack, installs
+/// the SIGSYS handler and arms Syscall User Dispatch (selector at ALLOW).
+/// Returns the control block.
+fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
+    // Map twice the size and keep the aligned half, so masking the stack
+    // pointer finds the control block.
+    let len = 2 * ALT_SIZE as u64;
+    // SAFETY: anonymous private mapping at a kernel-chosen address.
+    let raw = unsafe { syscall6(nr::MMAP, 0, len, 3, 0x22, u64::MAX, 0) };
+    let base = check(raw).map_err(|e| PlatformError::Host("mmap of the signal stack", e))?;
+    let aligned = (base + ALT_SIZE as u64 - 1) & !(ALT_SIZE as u64 - 1);
+    // SAFETY: unmapping the parts of our own fresh mapping outside the
+    // aligned block; nothing references them.
+    unsafe {
+        if aligned > base {
+            syscall6(nr::MUNMAP, base, aligned - base, 0, 0, 0, 0);
+        }
+        let end = aligned + ALT_SIZE as u64;
+        if base + len > end {
+            syscall6(nr::MUNMAP, end, base + len - end, 0, 0, 0, 0);
+        }
+    }
+    let cb = aligned as *mut ControlBlock;
+    let fs: u64;
+    // SAFETY: rdfsbase is available (check_support); reads our FS base.
+    unsafe { asm!("rdfsbase {}", out(reg) fs, options(nomem, nostack)) };
+    // SAFETY: cb points to the start of a fresh, writable, zeroed mapping of
+    // ALT_SIZE bytes, large enough for a ControlBlock.
+    unsafe {
+        cb.write(ControlBlock {
+            runtime_fs: fs,
+            guest_fs: 0,
+            selector: SELECTOR_ALLOW,
+            _pad: [0; 7],
+            guest_gs: 0,
+        });
+    }
+    // stack_t { ss_sp, ss_flags, ss_size }; the control block's page is excluded.
+    let ss: [u64; 3] = [aligned + 4096, 0, ALT_SIZE as u64 - 4096];
+    // SAFETY: `ss` is a valid stack_t describing memory we own for the thread's life.
+    let r = unsafe { syscall6(nr::SIGALTSTACK, ss.as_ptr() as u64, 0, 0, 0, 0, 0) };
+    check(r).map_err(|e| PlatformError::Host("sigaltstack", e))?;
+    install_sigsys()?;
+    let (start, len) = allowed_range();
+    // SAFETY: `selector` lives in the control block, which stays mapped for
+    // the thread's life; the allowed range is our own text.
+    let r = unsafe {
+        syscall6(
+            nr::PRCTL,
+            PR_SET_SYSCALL_USER_DISPATCH,
+            PR_SYS_DISPATCH_ON,
+            start,
+            len,
+            core::ptr::addr_of_mut!((*cb).selector) as u64,
+            0,
+        )
+    };
+    check(r).map_err(|e| PlatformError::Host("prctl(PR_SET_SYSCALL_USER_DISPATCH)", e))?;
+    Ok(cb)
+}
+
+fn install_sigsys() -> Result<(), PlatformError> {
+    // Kernel k_sigaction: handler, flags, restorer, mask. All signals are
+    // blocked while the handler runs, so no guest signal handler can
+    // interrupt runtime code (and run with the runtime's FS base).
+    let act: [u64; 4] = [
+        myst_sigsys_entry as *const () as u64,
+        SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
+        myst_restore_rt as *const () as u64,
+        !0u64,
+    ];
+    // SAFETY: `act` is a valid kernel sigaction; the handler and restorer are
+    // our assembly functions.
+    let r = unsafe { syscall6(nr::RT_SIGACTION, SIGSYS, act.as_ptr() as u64, 0, 8, 0, 0) };
+    check(r)
+        .map(|_| ())
+        .map_err(|e| PlatformError::Host("rt_sigaction(SIGSYS)", e))
+}
+
+/// The address of myst's restorer (for guest signal handlers: their return
+/// then issues rt_sigreturn from inside the allowed range).
+pub fn restorer_address() -> u64 {
+    myst_restore_rt as *const () as u64
+}
+
+/// Arms SUD on the calling thread and jumps to guest code at `entry` with the
+/// stack pointer `sp` and FS base 0. Never returns: the guest leaves through
+/// exit/exit_group, which the dispatcher handles.
+pub fn enter_guest(entry: u64, sp: u64) -> Result<std::convert::Infallible, PlatformError> {
+    check_support()?;
+    let cb = arm_thread()?;
+    // SAFETY: from here on the thread belongs to the guest. The selector
+    // write makes later syscalls from guest code trap; the remaining
+    // instructions of this block are in myst's text (allowed range). The
+    // Rust stack of this function is abandoned, never returned to.
+    unsafe {
+        asm!(
+            "movb ${block}, 16(%rdi)",
+            "mov %rsi, %rsp",
+            "xor %eax, %eax",
+            "wrfsbase %rax",
+            "xor %ebx, %ebx",
+            "xor %ecx, %ecx",
+            "xor %edx, %edx",
+            "xor %esi, %esi",
+            "xor %edi, %edi",
+            "xor %ebp, %ebp",
+            "xor %r8d, %r8d",
+            "xor %r9d, %r9d",
+            "xor %r10d, %r10d",
+            "xor %r11d, %r11d",
+            "xor %r12d, %r12d",
+            "xor %r13d, %r13d",
+            "xor %r14d, %r14d",
+            "jmp *%r15",
+            block = const SELECTOR_BLOCK,
+            in("rdi") cb,
+            in("rsi") sp,
+            in("r15") entry,
+            options(att_syntax, noreturn)
+        )
+    }
+}
