@@ -60,11 +60,35 @@ pub struct Region {
 #[derive(Default)]
 struct Map {
     regions: BTreeMap<u64, Region>,
+    /// Bytes of accessible (not PROT_NONE) guest memory.
+    used: u64,
+    /// Most accessible guest memory allowed (the MemorySize budget).
+    budget: u64,
 }
 
 static MAP: RwLock<Map> = RwLock::new(Map {
     regions: BTreeMap::new(),
+    used: 0,
+    budget: u64::MAX,
 });
+
+/// Sets the budget of accessible guest memory (mmap/brk fail with ENOMEM past it).
+pub fn set_budget(bytes: u64) {
+    write_map().budget = bytes;
+}
+
+/// Bytes of accessible guest memory mapped now.
+pub fn used_bytes() -> u64 {
+    read_map().used
+}
+
+fn cost(r: &Region) -> u64 {
+    if r.prot == 0 {
+        0
+    } else {
+        r.end - r.start
+    }
+}
 
 fn read_map() -> RwLockReadGuard<'static, Map> {
     MAP.read().unwrap_or_else(|p| p.into_inner())
@@ -108,18 +132,42 @@ impl Map {
                     },
                 );
             }
-            removed.push(Region {
+            let piece = Region {
                 start: r.start.max(start),
                 end: r.end.min(end),
                 ..r
-            });
+            };
+            self.used = self.used.saturating_sub(cost(&piece));
+            removed.push(piece);
         }
         removed
     }
 
     fn insert(&mut self, r: Region) {
         self.carve(r.start, r.end);
+        self.used += cost(&r);
         self.regions.insert(r.start, r);
+    }
+
+    /// Whether adding `extra` accessible bytes (after freeing `freed`) stays in budget.
+    fn fits(&self, extra: u64, freed: u64) -> bool {
+        self.used.saturating_sub(freed).saturating_add(extra) <= self.budget
+    }
+
+    /// Accessible bytes currently recorded in [start, end).
+    fn cost_in(&self, start: u64, end: u64) -> u64 {
+        let mut total = 0;
+        if let Some((_, r)) = self.regions.range(..start).next_back() {
+            if r.end > start && r.prot != 0 {
+                total += r.end.min(end) - start;
+            }
+        }
+        for (_, r) in self.regions.range(start..end) {
+            if r.prot != 0 {
+                total += r.end.min(end) - r.start;
+            }
+        }
+        total
     }
 
     /// Whether [start, end) is entirely guest memory with at least `prot`.
@@ -186,8 +234,16 @@ pub fn map(addr: u64, len: u64, prot: u32, flags: u32, name: Option<Arc<str>>) -
         | (flags & (MAP_NORESERVE | MAP_POPULATE | MAP_STACK));
     let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
     let mut m = write_map();
+    let freed = if flags & MAP_FIXED != 0 {
+        m.cost_in(addr, addr.saturating_add(len))
+    } else {
+        0
+    };
+    if prot != 0 && !m.fits(len, freed) {
+        return Err(ENOMEM);
+    }
     let at = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-        if addr % PAGE != 0 {
+        if !addr.is_multiple_of(PAGE) {
             return Err(EINVAL);
         }
         let end = addr.checked_add(len).ok_or(ENOMEM)?;
@@ -226,7 +282,7 @@ pub fn map(addr: u64, len: u64, prot: u32, flags: u32, name: Option<Arc<str>>) -
 
 /// Unmaps the guest's memory in [addr, addr+len); non-guest parts are left alone.
 pub fn unmap(addr: u64, len: u64) -> Result<(), i32> {
-    if addr % PAGE != 0 || len == 0 {
+    if !addr.is_multiple_of(PAGE) || len == 0 {
         return Err(EINVAL);
     }
     let len = page_up(len).ok_or(EINVAL)?;
@@ -240,7 +296,7 @@ pub fn unmap(addr: u64, len: u64) -> Result<(), i32> {
 
 /// Changes protection of guest memory; ENOMEM if part of the range is not the guest's.
 pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), i32> {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
     let len = page_up(len).ok_or(ENOMEM)?;
@@ -250,17 +306,20 @@ pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), i32> {
     if !m.covered(addr, end, 0) {
         return Err(ENOMEM);
     }
+    if prot != 0 && !m.fits(len, m.cost_in(addr, end)) {
+        return Err(ENOMEM);
+    }
     // SAFETY: the whole range is guest memory (checked above, under the lock).
     check(unsafe { syscall6(nr::MPROTECT, addr, len, prot as u64, 0, 0, 0) })?;
     for piece in m.carve(addr, end) {
-        m.regions.insert(piece.start, Region { prot, ..piece });
+        m.insert(Region { prot, ..piece });
     }
     Ok(())
 }
 
 /// The guest's mremap, for a range inside one guest mapping.
 pub fn remap(old: u64, old_len: u64, new_len: u64, flags: u32, new_addr: u64) -> Result<u64, i32> {
-    if old % PAGE != 0 || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 {
+    if !old.is_multiple_of(PAGE) || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 {
         return Err(EINVAL);
     }
     let old_len = page_up(old_len).ok_or(EINVAL)?;
@@ -277,8 +336,11 @@ pub fn remap(old: u64, old_len: u64, new_len: u64, flags: u32, new_addr: u64) ->
         return Err(EFAULT_MREMAP);
     }
     let template = r.clone();
+    if template.prot != 0 && new_len > old_len && !m.fits(new_len - old_len, 0) {
+        return Err(ENOMEM);
+    }
     let ret = if flags & MREMAP_FIXED != 0 {
-        if new_addr % PAGE != 0 || flags & MREMAP_MAYMOVE == 0 {
+        if !new_addr.is_multiple_of(PAGE) || flags & MREMAP_MAYMOVE == 0 {
             return Err(EINVAL);
         }
         let new_end = new_addr.checked_add(new_len).ok_or(EINVAL)?;
@@ -432,6 +494,69 @@ pub fn regions() -> Vec<Region> {
 pub fn set_name(start: u64, name: Arc<str>) {
     if let Some(r) = write_map().regions.get_mut(&start) {
         r.name = Some(name);
+    }
+}
+
+/// Forwards madvise for a range of guest memory (MADV_DONTNEED zeroes private
+/// anonymous pages, which programs may rely on).
+pub fn advise(addr: u64, len: u64, advice: u32) -> Result<(), i32> {
+    if !addr.is_multiple_of(PAGE) {
+        return Err(EINVAL);
+    }
+    let len = page_up(len).ok_or(EINVAL)?;
+    let end = addr.checked_add(len).ok_or(EINVAL)?;
+    let m = read_map();
+    if !m.covered(addr, end, 0) {
+        return Err(ENOMEM);
+    }
+    // Only advice that changes nothing outside the range, and cannot free
+    // memory the record still lists as mapped in a harmful way.
+    const ALLOWED: &[u32] = &[
+        0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, 23,
+    ];
+    if !ALLOWED.contains(&advice) {
+        return Err(EINVAL);
+    }
+    // SAFETY: the range is guest memory (checked under the lock).
+    check(unsafe { syscall6(nr::MADVISE, addr, len, advice as u64, 0, 0, 0) }).map(|_| ())
+}
+
+/// The host futex on guest memory: `uaddr` (and `uaddr2` when used) must be
+/// guest words, `timeout` a guest timespec or 0.
+pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32) -> i64 {
+    let cmd = op & 0x7f;
+    {
+        let m = read_map();
+        if !uaddr.is_multiple_of(4) || !m.covered(uaddr, uaddr.saturating_add(4), PROT_READ) {
+            return -14;
+        }
+        // Commands whose 4th argument is a timespec pointer.
+        let uses_timeout = matches!(cmd, 0 | 6 | 9 | 11);
+        if uses_timeout
+            && timeout != 0
+            && !m.covered(timeout, timeout.saturating_add(16), PROT_READ)
+        {
+            return -14;
+        }
+        let uses_uaddr2 = matches!(cmd, 3 | 4 | 5 | 11 | 12);
+        if uses_uaddr2 && !m.covered(uaddr2, uaddr2.saturating_add(4), PROT_READ) {
+            return -14;
+        }
+    }
+    // The lock is not held while waiting: the host kernel only compares and
+    // wakes on the addresses; if the guest unmaps them the wait just ends.
+    // SAFETY: addresses validated as guest memory above; futex does not write
+    // to the timeout.
+    unsafe {
+        syscall6(
+            202,
+            uaddr,
+            op as u64,
+            val as u64,
+            timeout,
+            uaddr2,
+            val3 as u64,
+        )
     }
 }
 

@@ -337,3 +337,60 @@ pub fn wait4(pid: i32, options: i32) -> Result<(i32, i32), i32> {
     })?;
     Ok((r as i32, status))
 }
+
+/// A host pipe as two owned files (read end, write end).
+pub fn pipe(flags: i32) -> Result<(std::fs::File, std::fs::File), i32> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is an int[2].
+    check(unsafe {
+        syscall6(
+            293,
+            fds.as_mut_ptr() as u64,
+            (flags & 0o2004000) as u64 | 0o2000000,
+            0,
+            0,
+            0,
+            0,
+        )
+    })?;
+    // SAFETY: the kernel just created both descriptors; nothing else owns them.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Host poll over (fd, events, revents) triples; returns the ready count.
+pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, i32> {
+    let mut raw: Vec<u8> = Vec::with_capacity(fds.len() * 8);
+    for (fd, ev, _) in fds.iter() {
+        raw.extend_from_slice(&fd.to_le_bytes());
+        raw.extend_from_slice(&ev.to_le_bytes());
+        raw.extend_from_slice(&0i16.to_le_bytes());
+    }
+    // SAFETY: raw is an array of struct pollfd of the given count.
+    let n = check(unsafe {
+        syscall6(
+            7,
+            raw.as_mut_ptr() as u64,
+            fds.len() as u64,
+            timeout_ms as i64 as u64,
+            0,
+            0,
+            0,
+        )
+    })?;
+    for (i, e) in fds.iter_mut().enumerate() {
+        e.2 = i16::from_le_bytes([raw[i * 8 + 6], raw[i * 8 + 7]]);
+    }
+    Ok(n as usize)
+}
+
+/// Host fcntl F_SETFL on a descriptor.
+pub fn set_status_flags(fd: i32, flags: u32) -> Result<(), i32> {
+    // SAFETY: F_SETFL takes an integer.
+    check(unsafe { syscall6(nr::FCNTL, fd as u64, 4, flags as u64, 0, 0, 0) }).map(|_| ())
+}

@@ -368,3 +368,56 @@ pub fn enter_guest(entry: u64, sp: u64) -> Result<std::convert::Infallible, Plat
         )
     }
 }
+
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: i32) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill takes no pointers.
+        unsafe { syscall6(nr::KILL, pid as u64, sig as u64, 0, 0, 0, 0) };
+    }
+}
+
+/// In the parent: waits for the guest process `child`, forwarding SIGTERM,
+/// SIGHUP, SIGUSR1 and SIGUSR2 to it and ignoring the terminal's SIGINT and
+/// SIGQUIT (they reach the child directly). Returns the exit status, or
+/// 128+N if signal N killed the child.
+pub fn supervise(child: i32) -> Result<i32, i32> {
+    CHILD.store(child, std::sync::atomic::Ordering::Relaxed);
+    for sig in [2u64, 3] {
+        let act: [u64; 4] = [
+            1, /* SIG_IGN */
+            SA_RESTORER,
+            myst_restore_rt as *const () as u64,
+            0,
+        ];
+        // SAFETY: valid k_sigaction ignoring the signal.
+        unsafe { syscall6(nr::RT_SIGACTION, sig, act.as_ptr() as u64, 0, 8, 0, 0) };
+    }
+    for sig in [1u64, 10, 12, 15] {
+        let act: [u64; 4] = [
+            forward_signal as *const () as u64,
+            SA_RESTORER | 0x1000_0000, /* SA_RESTART */
+            myst_restore_rt as *const () as u64,
+            0,
+        ];
+        // SAFETY: valid k_sigaction; forward_signal only calls kill.
+        unsafe { syscall6(nr::RT_SIGACTION, sig, act.as_ptr() as u64, 0, 8, 0, 0) };
+    }
+    loop {
+        match crate::host::wait4(child, 0) {
+            Ok((_, status)) => {
+                let sig = status & 0x7f;
+                if sig == 0 {
+                    return Ok((status >> 8) & 0xff);
+                }
+                if sig != 0x7f {
+                    return Ok(128 + sig);
+                }
+            }
+            Err(4) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

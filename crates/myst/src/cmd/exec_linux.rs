@@ -1,21 +1,149 @@
-//! `myst exec-linux`.
+//! `myst exec-linux`: run an unmodified Linux program from a root file system.
 
-use std::path::PathBuf;
+use anyhow::{bail, Context};
+use myst_kernel::{Config, RootFs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Run a program from a root file system (CPIO file, ext2 image or directory).
 #[derive(clap::Args)]
 #[command(
-    long_about = "Run a program from a root file system (CPIO file, ext2 image or directory).\n\nExample: myst exec-linux rootfs.img /bin/hello"
+    long_about = "Run an unmodified x86-64 Linux program from a root file system: a CPIO archive \
+(loaded into memory), an ext2 image (verified when its root hash is trusted), or a directory \
+(served from the host, no protection). Every system call of the program is caught and served \
+by myst's kernel. Options after PROGRAM belong to the program.\n\n\
+Exit status: the program's; 128+N if signal N killed it; 1 if myst could not start it.\n\n\
+Examples:\n  myst exec-linux rootfs /bin/hello\n  myst exec-linux --strace rootfs.cpio /bin/ls -la /"
 )]
 pub struct Args {
+    /// Memory budget of the program (bytes, or with k/m/g), e.g. 256m.
+    #[arg(long, default_value = "64m", value_name = "SIZE")]
+    pub memory_size: String,
+    /// Size of the program's main stack (bytes, or with k/m/g).
+    #[arg(long, default_value = "8m", value_name = "SIZE")]
+    pub main_stack_size: String,
+    /// Trust the root hash in FILE (64 hex digits, as `myst fssig --roothash` prints); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub roothash: Vec<PathBuf>,
+    /// Trust images signed by this RSA public key (PEM); repeatable.
+    #[arg(long, value_name = "PEM")]
+    pub pubkey: Vec<PathBuf>,
+    /// Refuse an ext2 root file system that cannot be verified.
+    #[arg(long)]
+    pub strict: bool,
+    /// true: unknown syscalls return ENOSYS (logged once); false: they stop the program.
+    #[arg(long, default_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub unhandled_syscall_enosys: bool,
+    /// Print every syscall of the program, its arguments and result, on stderr.
+    #[arg(long)]
+    pub strace: bool,
     /// Root file system: CPIO archive, ext2 image or directory.
     pub rootfs: PathBuf,
     /// Absolute path of the program inside the root file system, then its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "PROGRAM [ARGS]..."
+    )]
     pub program: Vec<String>,
 }
 
+/// Parses `N`, `Nk`, `Nm`, `Ng` into bytes.
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_lowercase() {
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                _ => bail!("bad size {s:?}: use a number with an optional k, m or g suffix"),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().with_context(|| {
+        format!("bad size {s:?}: use a number with an optional k, m or g suffix")
+    })?;
+    n.checked_mul(mul)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
+fn open_root(path: &Path, _args: &Args) -> anyhow::Result<RootFs> {
+    let md = std::fs::metadata(path)
+        .with_context(|| format!("cannot open root file system {}", path.display()))?;
+    let source = path.display().to_string();
+    if md.is_dir() {
+        let fs = myst_fs::hostfs::HostFs::new(path)
+            .with_context(|| format!("cannot serve directory {}", path.display()))?;
+        return Ok(RootFs {
+            fs: Arc::new(fs),
+            fstype: "hostfs",
+            source,
+            read_only: false,
+        });
+    }
+    let mut magic = [0u8; 6];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("cannot open root file system {}", path.display()))?;
+        let _ = f.read(&mut magic);
+    }
+    if &magic == b"070701" {
+        bail!(
+            "{}: CPIO root file systems are not supported by this build yet",
+            path.display()
+        );
+    }
+    bail!(
+        "{}: ext2 root file systems are not supported by this build yet (use a directory root)",
+        path.display()
+    )
+}
+
 /// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    super::not_implemented("exec-linux")
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let memory_size = parse_size(&args.memory_size).context("--memory-size")?;
+    let stack_size = parse_size(&args.main_stack_size).context("--main-stack-size")?;
+    let Some(program) = args.program.first().cloned() else {
+        bail!("no program given");
+    };
+    if !program.starts_with('/') {
+        bail!("the program path must be absolute inside the root file system (e.g. /bin/hello), not {program:?}");
+    }
+    let root = open_root(&args.rootfs, &args)?;
+    let config = Config {
+        root,
+        program: program.clone().into_bytes(),
+        argv: args
+            .program
+            .iter()
+            .map(|a| a.clone().into_bytes())
+            .collect(),
+        envp: vec![b"MYST_TARGET=linux".to_vec()],
+        memory_size,
+        stack_size,
+        strace: args.strace,
+        unhandled_enosys: args.unhandled_syscall_enosys,
+        cwd: b"/".to_vec(),
+        hostname: None,
+    };
+    Ok(myst_kernel::run(config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert!(parse_size("12x").is_err());
+        assert!(parse_size("").is_err());
+    }
 }
