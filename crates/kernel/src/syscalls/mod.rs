@@ -86,6 +86,9 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     let k = kernel();
     let nr = frame.nr();
     let a = frame.args();
+    if k.strace && (nr == 60 || nr == 231) {
+        strace(nr, &a, 0, None);
+    }
     let r = call(k, frame, nr, a);
     let ret = match r {
         Ok(v) => v,
@@ -143,6 +146,7 @@ fn strace(nr: u64, a: &[u64; 6], ret: i64, err: Option<Errno>) {
         }
     }
     let res = match err {
+        None if nr == 60 || nr == 231 => "?".to_string(),
         Some(e) => format!("-1 {} ({})", e.name(), e.code),
         None if ret > 0xffff => format!("{ret:#x}"),
         None => format!("{ret}"),
@@ -152,9 +156,7 @@ fn strace(nr: u64, a: &[u64; 6], ret: i64, err: Option<Errno>) {
 }
 
 fn unknown(k: &Kernel, nr: u64) -> SysResult {
-    let name = names::name(nr)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("syscall {nr}"));
+    let name = names::name(nr).unwrap_or("(no name)");
     if !k.unhandled_enosys {
         myst_platform::host::write_stderr(format!("myst: error: unhandled syscall {name} (nr {nr}); stopping (--unhandled-syscall-enosys false)\n").as_bytes());
         myst_platform::host::exit_group(1);
