@@ -118,6 +118,8 @@ pub struct Kernel {
     pub brk: Mutex<Brk>,
     /// Guest signal actions as the guest set them (k_sigaction layout).
     pub sigactions: Mutex<Vec<[u64; 4]>>,
+    /// Signals whose guest disposition is default or ignore (bit N-1 for signal N).
+    pub no_handler: std::sync::atomic::AtomicU64,
     /// Guest path of the program.
     pub exe: Vec<u8>,
     /// argv, for /proc/self/cmdline.
@@ -339,6 +341,7 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
             mapped_end: 0,
         }),
         sigactions: Mutex::new(vec![[0u64; 4]; 65]),
+        no_handler: std::sync::atomic::AtomicU64::new(!0),
         exe: config.program.clone(),
         argv: config.argv.clone(),
         envp: config.envp.clone(),

@@ -253,3 +253,20 @@ fn dynamic_glibc_program_with_its_own_loader() {
     assert_ok(&out, "dynamic hello");
     assert_eq!(text(&out), "Hello World!\narg 1: dyn\n");
 }
+
+#[test]
+fn guest_signal_handlers_and_masks() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("signals_{v}");
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+        assert!(
+            text(&out).contains("after unblock: count=2"),
+            "{}",
+            text(&out)
+        );
+    }
+}

@@ -37,7 +37,15 @@ pub const VARIANTS: &[Variant] = &[
 ];
 
 /// The guest programs in tests/apps.
-pub const APPS: &[&str] = &["hello", "env", "fileio", "errors", "exitcode", "rawsyscall"];
+pub const APPS: &[&str] = &[
+    "hello",
+    "env",
+    "fileio",
+    "errors",
+    "exitcode",
+    "rawsyscall",
+    "signals",
+];
 
 /// The myst binary.
 pub fn myst_bin() -> &'static str {

@@ -421,3 +421,33 @@ pub fn supervise(child: i32) -> Result<i32, i32> {
         }
     }
 }
+
+/// Runs `f` (a host call that may block) with the signals in `unblock`
+/// deliverable, then blocks all signals again as the SIGSYS handler
+/// expects. Only pass signals whose disposition runs no guest code (default
+/// or ignore): they may arrive while runtime code runs, so e.g. Ctrl-C can
+/// end a program waiting on its terminal.
+pub fn interruptible<R>(unblock: u64, f: impl FnOnce() -> R) -> R {
+    let unblock = unblock & !(1u64 << (SIGSYS - 1));
+    if unblock == 0 {
+        return f();
+    }
+    let mask: u64 = !unblock;
+    // SAFETY: rt_sigprocmask(SIG_SETMASK) with a valid 8-byte mask.
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            2,
+            &mask as *const u64 as u64,
+            0,
+            8,
+            0,
+            0,
+        )
+    };
+    let r = f();
+    let all: u64 = !0;
+    // SAFETY: as above.
+    unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &all as *const u64 as u64, 0, 8, 0, 0) };
+    r
+}

@@ -89,7 +89,18 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     if k.strace && (nr == 60 || nr == 231) {
         strace(nr, &a, 0, None);
     }
-    let r = call(k, frame, nr, a);
+    // Calls that may block on the host let default-action signals through
+    // (Ctrl-C ends a program waiting for input, as natively).
+    let r = if matches!(
+        nr,
+        0 | 1 | 7 | 17 | 18 | 19 | 20 | 35 | 202 | 230 | 295 | 296
+    ) {
+        let guest_mask = frame.sigmask();
+        let no_handler = k.no_handler.load(std::sync::atomic::Ordering::Relaxed);
+        myst_platform::sud::interruptible(no_handler & !guest_mask, || call(k, frame, nr, a))
+    } else {
+        call(k, frame, nr, a)
+    };
     let ret = match r {
         Ok(v) => v,
         Err(e) => -(e.code as i64),

@@ -61,6 +61,14 @@ pub fn rt_sigaction(k: &Kernel, sig: u64, act: u64, oact: u64, size: u64) -> Sys
             host::sigaction(sig as i32, Some(host_act)).map_err(|e| Errno { code: e, msg: "" })?;
         }
         table[sig as usize] = n;
+        let bit = 1u64 << (sig - 1);
+        if n[0] <= 1 {
+            k.no_handler
+                .fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            k.no_handler
+                .fetch_and(!bit, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     drop(table);
     if oact != 0 {
