@@ -189,6 +189,190 @@ impl RamFs {
     }
 }
 
+/// One archive entry to import (see [`RamFs::import`]); `data` is a range of
+/// the shared archive buffer (file contents or symlink target).
+#[derive(Debug, Clone)]
+pub struct ImportEntry<'a> {
+    /// Path relative to the root (`a/b/c`; a leading `./` or `/` is ignored).
+    pub name: &'a [u8],
+    /// Type.
+    pub kind: FileType,
+    /// Permission bits.
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time (seconds).
+    pub mtime: i64,
+    /// Device number for device nodes.
+    pub rdev: u64,
+    /// Hard-link group key (equal keys name one file) when the archive says
+    /// the file has several links.
+    pub link_key: Option<u64>,
+    /// Start and length of the data in the archive buffer.
+    pub data: (usize, usize),
+}
+
+/// Why an archive could not become a file system.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A name with `..` or an empty component after normalisation.
+    #[error("entry {0:?}: unsafe or empty path")]
+    BadName(String),
+    /// A path component is not a directory.
+    #[error("entry {0:?}: a parent is not a directory")]
+    NotDir(String),
+    /// A file-system error while importing.
+    #[error("entry {0:?}: {1}")]
+    Fs(String, Errno),
+}
+
+impl RamFs {
+    /// Builds the tree of `entries`, whose data lie in `archive` (not copied).
+    /// Missing parent directories are created; a later entry for an existing
+    /// path replaces its attributes (and contents, for files).
+    pub fn import<'a>(
+        &self,
+        archive: &Backing,
+        entries: impl IntoIterator<Item = ImportEntry<'a>>,
+    ) -> Result<(), ImportError> {
+        let mut links: HashMap<u64, Ino> = HashMap::new();
+        let t = now();
+        for e in entries {
+            let shown = || String::from_utf8_lossy(e.name).into_owned();
+            let fs_err = |err: Errno| ImportError::Fs(shown(), err);
+            let parts: Vec<&[u8]> = e
+                .name
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty() && *c != b".")
+                .collect();
+            if parts.iter().any(|c| *c == b"..") {
+                return Err(ImportError::BadName(shown()));
+            }
+            let mtime = Timespec {
+                sec: e.mtime,
+                nsec: 0,
+            };
+            let Some((last, dirs)) = parts.split_last() else {
+                // The root itself (".").
+                if e.kind == FileType::Directory {
+                    self.set_exact(ROOT, e.uid, e.gid, e.perm, mtime)
+                        .map_err(fs_err)?;
+                }
+                continue;
+            };
+            let mut dir = ROOT;
+            for d in dirs {
+                dir = match self.lookup(dir, d) {
+                    Ok(ino) => {
+                        if self.getattr(ino).map_err(fs_err)?.kind != FileType::Directory {
+                            return Err(ImportError::NotDir(shown()));
+                        }
+                        ino
+                    }
+                    Err(_) => {
+                        let new = NewInode {
+                            kind: FileType::Directory,
+                            perm: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            rdev: 0,
+                            time: t,
+                        };
+                        self.create(dir, d, &new).map_err(fs_err)?
+                    }
+                };
+            }
+            let new = NewInode {
+                kind: e.kind,
+                perm: e.perm,
+                uid: e.uid,
+                gid: e.gid,
+                rdev: e.rdev,
+                time: mtime,
+            };
+            let existing = self.lookup(dir, last).ok();
+            let (start, len) = e.data;
+            if (**archive)
+                .as_ref()
+                .get(start..start.saturating_add(len))
+                .is_none()
+            {
+                return Err(fs_err(Errno::EINVAL.with("data outside the archive")));
+            }
+            let ino = match (e.kind, existing) {
+                (FileType::Directory, Some(ino)) => ino,
+                (FileType::Directory, None) => self.create(dir, last, &new).map_err(fs_err)?,
+                (kind, existing) => {
+                    if let Some(old) = existing {
+                        let old_kind = self.getattr(old).map_err(fs_err)?.kind;
+                        if old_kind == FileType::Directory {
+                            self.rmdir(dir, last).map_err(fs_err)?;
+                        } else {
+                            self.unlink(dir, last).map_err(fs_err)?;
+                        }
+                    }
+                    match (kind, e.link_key.and_then(|k| links.get(&k).copied())) {
+                        (FileType::Regular, Some(first)) => {
+                            self.link(first, dir, last).map_err(fs_err)?;
+                            if len > 0 {
+                                self.set_shared(first, archive.clone(), start, len)
+                                    .map_err(fs_err)?;
+                            }
+                            first
+                        }
+                        (FileType::Regular, None) => {
+                            let ino = self
+                                .create_shared(dir, last, &new, archive.clone(), start, len)
+                                .map_err(fs_err)?;
+                            if let Some(k) = e.link_key {
+                                links.insert(k, ino);
+                            }
+                            ino
+                        }
+                        (FileType::Symlink, _) => {
+                            let target = (**archive).as_ref()[start..start + len].to_vec();
+                            self.symlink(dir, last, &target, &new).map_err(fs_err)?
+                        }
+                        _ => self.create(dir, last, &new).map_err(fs_err)?,
+                    }
+                }
+            };
+            if e.kind != FileType::Symlink {
+                self.set_exact(ino, e.uid, e.gid, e.perm, mtime)
+                    .map_err(fs_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Points a regular file's contents at `len` bytes of `buf` from `start`.
+    pub fn set_shared(&self, ino: Ino, buf: Backing, start: usize, len: usize) -> FsResult<()> {
+        if (*buf)
+            .as_ref()
+            .get(start..start.saturating_add(len))
+            .is_none()
+        {
+            return Err(Errno::EINVAL.with("file data outside the archive"));
+        }
+        let mut g = self.w();
+        let n = g.node_mut(ino)?;
+        let Content::File(d) = &mut n.content else {
+            return Err(Errno::EINVAL);
+        };
+        let freed = match d {
+            Data::Owned(v) => v.len() as u64,
+            Data::Shared { .. } => 0,
+        };
+        *d = Data::Shared { buf, start, len };
+        n.attr.size = len as u64;
+        n.attr.blocks = (len as u64).div_ceil(512);
+        g.used = g.used.saturating_sub(freed);
+        Ok(())
+    }
+}
+
 impl Inner {
     fn node(&self, ino: Ino) -> FsResult<&Node> {
         self.nodes
@@ -631,5 +815,51 @@ mod tests {
             .unwrap();
         assert_eq!(fs.read(z, 0, &mut b).unwrap(), 5);
         assert_eq!(&b[..5], b"bytes");
+    }
+
+    #[test]
+    fn import_tree_with_links_and_missing_parents() {
+        let archive: Backing = Arc::new(b"helloworld/target".to_vec());
+        let e = |name: &'static [u8], kind, data, key| ImportEntry {
+            name,
+            kind,
+            perm: 0o640,
+            uid: 5,
+            gid: 6,
+            mtime: 1000,
+            rdev: 0,
+            link_key: key,
+            data,
+        };
+        let fs = RamFs::new(0o755, 1 << 20);
+        fs.import(
+            &archive,
+            vec![
+                e(b".", FileType::Directory, (0, 0), None),
+                e(b"a/b/file", FileType::Regular, (0, 5), None),
+                e(b"a/l", FileType::Symlink, (10, 7), None),
+                e(b"h1", FileType::Regular, (0, 0), Some(7)),
+                e(b"h2", FileType::Regular, (5, 5), Some(7)),
+            ],
+        )
+        .unwrap();
+        let a = fs.lookup(ROOT, b"a").unwrap();
+        let b = fs.lookup(a, b"b").unwrap();
+        let f = fs.lookup(b, b"file").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(fs.read(f, 0, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!(fs.getattr(f).unwrap().uid, 5);
+        let l = fs.lookup(a, b"l").unwrap();
+        assert_eq!(fs.readlink(l).unwrap(), b"/target");
+        let h1 = fs.lookup(ROOT, b"h1").unwrap();
+        assert_eq!(fs.lookup(ROOT, b"h2").unwrap(), h1);
+        assert_eq!(fs.read(h1, 0, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"world");
+        assert_eq!(fs.getattr(h1).unwrap().nlink, 2);
+        let bad = fs.import(&archive, vec![e(b"../x", FileType::Regular, (0, 1), None)]);
+        assert!(matches!(bad, Err(ImportError::BadName(_))));
+        let bad = fs.import(&archive, vec![e(b"x", FileType::Regular, (15, 5), None)]);
+        assert!(bad.is_err());
     }
 }
