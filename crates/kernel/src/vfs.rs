@@ -106,15 +106,15 @@ pub enum Resolved {
 /// Hook deciding whether a symlink is a magic fd link (procfs).
 pub type MagicFn = fn(&Loc) -> Option<i32>;
 
-/// Where a mount sits: (parent mount id, parent directory inode, name).
-type MountKey = (u32, Ino, Vec<u8>);
+/// Where mounts sit: (parent mount id, parent directory inode) -> names.
+type MountKey = (u32, Ino);
 
 /// The mount table.
 pub struct Vfs {
     root: Loc,
     /// Mounts keyed by (parent mount, parent directory inode, name), so a
     /// mount point need not exist in the parent file system.
-    mounts: RwLock<HashMap<MountKey, Arc<Mount>>>,
+    mounts: RwLock<HashMap<MountKey, Vec<(Vec<u8>, Arc<Mount>)>>>,
     all: RwLock<Vec<Arc<Mount>>>,
     next_id: RwLock<u32>,
     magic: Option<MagicFn>,
@@ -193,11 +193,12 @@ impl Vfs {
             target,
             read_only,
         });
-        let key = (parent.loc().mnt.id, parent.loc().ino, name.to_vec());
-        self.mounts
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, m.clone());
+        let key = (parent.loc().mnt.id, parent.loc().ino);
+        let mut g = self.mounts.write().unwrap_or_else(|p| p.into_inner());
+        let list = g.entry(key).or_default();
+        list.retain(|(n, _)| n != name);
+        list.push((name.to_vec(), m.clone()));
+        drop(g);
         self.all
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -211,10 +212,9 @@ impl Vfs {
         self.mounts
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|((m, i, _), _)| *m == dir.mnt.id && *i == dir.ino)
-            .map(|((_, _, n), m)| (n.clone(), m.clone()))
-            .collect()
+            .get(&(dir.mnt.id, dir.ino))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn mounted(&self, dir: &Loc, name: &[u8]) -> Option<Arc<Mount>> {
@@ -222,7 +222,10 @@ impl Vfs {
         if g.is_empty() {
             return None;
         }
-        g.get(&(dir.mnt.id, dir.ino, name.to_vec())).cloned()
+        g.get(&(dir.mnt.id, dir.ino))?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.clone())
     }
 
     /// One lookup step: `name` in directory `dir`, crossing into mounts.
@@ -264,7 +267,24 @@ impl Vfs {
         } else {
             start.clone()
         };
-        let mut attr = chain.loc().attr()?;
+        // The root and working directories are directories; their attributes
+        // are fetched only if the path ends on them.
+        let mut attr_known = false;
+        let mut attr = Attr {
+            ino: chain.loc().ino,
+            kind: FileType::Directory,
+            perm: 0,
+            nlink: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            blocks: 0,
+            blksize: 0,
+            rdev: 0,
+            atime: Default::default(),
+            mtime: Default::default(),
+            ctime: Default::default(),
+        };
         let mut todo: Vec<Vec<u8>> = split(path);
         todo.reverse();
         let mut links = 0;
@@ -283,6 +303,7 @@ impl Vfs {
                     chain.pop();
                 }
                 attr = chain.loc().attr()?;
+                attr_known = true;
                 continue;
             }
             if attr.kind != FileType::Directory {
@@ -309,7 +330,8 @@ impl Vfs {
                 }
                 if target[0] == b'/' {
                     chain = root.clone();
-                    attr = chain.loc().attr()?;
+                    attr.kind = FileType::Directory;
+                    attr_known = false;
                 }
                 let mut parts = split(&target);
                 parts.reverse();
@@ -318,6 +340,10 @@ impl Vfs {
             }
             chain.items.push((name, loc));
             attr = a;
+            attr_known = true;
+        }
+        if !attr_known {
+            attr = chain.loc().attr()?;
         }
         if trailing_slash && attr.kind != FileType::Directory {
             return Err(Errno::ENOTDIR);

@@ -6,8 +6,7 @@ use runtime_common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Makes /data (files, a symlink, a subdirectory, binary data) and /etc
-/// (the host's passwd and group, so user names resolve the same way).
+/// Makes /NAME with files, a symlink, a subdirectory and binary data.
 fn setup(root: &Path, name: &str) {
     let d = root.join(name);
     let _ = std::fs::remove_dir_all(&d);
@@ -25,10 +24,6 @@ fn setup(root: &Path, name: &str) {
         .collect();
     std::fs::write(d.join("bin.dat"), bin).expect("write");
     let _ = std::os::unix::fs::symlink("nums.txt", d.join("link"));
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir etc");
-    for f in ["passwd", "group"] {
-        let _ = std::fs::copy(format!("/etc/{f}"), root.join("etc").join(f));
-    }
 }
 
 fn bb_native(root: &Path, args: &[&str]) -> std::process::Output {

@@ -117,6 +117,12 @@ pub fn root() -> &'static Root {
                 variants.push(v.name);
             }
         }
+        // The host's passwd and group, so user names resolve the same way
+        // natively and in the guest.
+        std::fs::create_dir_all(path.join("etc")).expect("mkdir etc");
+        for f in ["passwd", "group"] {
+            let _ = std::fs::copy(format!("/etc/{f}"), path.join("etc").join(f));
+        }
         if let Some(bb) = busybox() {
             std::fs::copy(bb, path.join("bin/busybox")).expect("copy busybox");
         }
