@@ -108,13 +108,15 @@ pub type MagicFn = fn(&Loc) -> Option<i32>;
 
 /// Where mounts sit: (parent mount id, parent directory inode) -> names.
 type MountKey = (u32, Ino);
+/// The mounts in one directory, by name.
+type MountList = Vec<(Vec<u8>, Arc<Mount>)>;
 
 /// The mount table.
 pub struct Vfs {
     root: Loc,
     /// Mounts keyed by (parent mount, parent directory inode, name), so a
     /// mount point need not exist in the parent file system.
-    mounts: RwLock<HashMap<MountKey, Vec<(Vec<u8>, Arc<Mount>)>>>,
+    mounts: RwLock<HashMap<MountKey, MountList>>,
     all: RwLock<Vec<Arc<Mount>>>,
     next_id: RwLock<u32>,
     magic: Option<MagicFn>,
