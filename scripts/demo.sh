@@ -13,3 +13,5 @@ cc=gcc; command -v musl-gcc >/dev/null && cc=musl-gcc
 echo "== $out/rootfs.cpio"
 "$myst" excpio "$out/rootfs.cpio" "$out/extracted"
 ls -lR "$out/extracted"
+echo "== myst exec-linux $out/rootfs /bin/hello (directory root)"
+"$myst" exec-linux "$out/rootfs" /bin/hello from-a-directory-root
