@@ -121,11 +121,13 @@ pub struct Kernel {
     /// Signals whose guest disposition is default or ignore (bit N-1 for signal N).
     pub no_handler: std::sync::atomic::AtomicU64,
     /// Guest path of the program.
-    pub exe: Vec<u8>,
+    pub exe: Mutex<Vec<u8>>,
     /// argv, for /proc/self/cmdline.
-    pub argv: Vec<Vec<u8>>,
+    pub argv: Mutex<Vec<Vec<u8>>>,
     /// Environment, for /proc/self/environ.
-    pub envp: Vec<Vec<u8>>,
+    pub envp: Mutex<Vec<Vec<u8>>>,
+    /// Main stack size for programs started by execve.
+    pub stack_size: u64,
     /// --strace.
     pub strace: bool,
     /// ENOSYS (true) or fatal (false) for unknown syscalls.
@@ -200,7 +202,8 @@ fn build_vfs(root: RootFs, memory_size: u64) -> (Vfs, Chain) {
     (vfs, root_chain)
 }
 
-fn read_whole(loc: &vfs::Loc, size: u64) -> Result<Vec<u8>, Errno> {
+/// Reads a whole file of a mounted file system.
+pub fn read_whole(loc: &vfs::Loc, size: u64) -> Result<Vec<u8>, Errno> {
     let mut data = vec![0u8; usize::try_from(size).map_err(|_| Errno::EFBIG)?];
     let mut off = 0;
     while off < data.len() {
@@ -342,9 +345,10 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         }),
         sigactions: Mutex::new(vec![[0u64; 4]; 65]),
         no_handler: std::sync::atomic::AtomicU64::new(!0),
-        exe: config.program.clone(),
-        argv: config.argv.clone(),
-        envp: config.envp.clone(),
+        exe: Mutex::new(config.program.clone()),
+        argv: Mutex::new(config.argv.clone()),
+        envp: Mutex::new(config.envp.clone()),
+        stack_size: config.stack_size,
         strace: config.strace,
         unhandled_enosys: config.unhandled_enosys,
         logged: Mutex::new(HashSet::new()),

@@ -143,7 +143,8 @@ fn maps_text() -> Vec<u8> {
 
 fn status_text() -> Vec<u8> {
     let k = kernel();
-    let name = k.exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    let exe = lock(&k.exe).clone();
+    let name = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
     let uid = myst_platform::host::int_syscall(102, [0; 6]);
     let gid = myst_platform::host::int_syscall(104, [0; 6]);
     let ppid = myst_platform::host::int_syscall(110, [0; 6]);
@@ -183,19 +184,18 @@ fn generate(ino: Ino) -> FsResult<Vec<u8>> {
             .to_vec(),
         16 => b"0.00 0.00 0.00 1/1 1\n".to_vec(),
         24 => maps_text(),
-        25 => k
-            .argv
+        25 => lock(&k.argv)
             .iter()
             .flat_map(|a| a.iter().copied().chain([0]))
             .collect(),
-        26 => k
-            .envp
+        26 => lock(&k.envp)
             .iter()
             .flat_map(|a| a.iter().copied().chain([0]))
             .collect(),
         27 => status_text(),
         28 => {
-            let name = k.exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+            let exe = lock(&k.exe).clone();
+            let name = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
             let ppid = myst_platform::host::int_syscall(110, [0; 6]);
             format!(
                 "{} ({}) R {} {} {} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 0 0 0\n",
@@ -208,7 +208,11 @@ fn generate(ino: Ino) -> FsResult<Vec<u8>> {
             .into_bytes()
         }
         30 => {
-            let mut n = k.exe.rsplit(|&b| b == b'/').next().unwrap_or(b"").to_vec();
+            let mut n = lock(&k.exe)
+                .rsplit(|&b| b == b'/')
+                .next()
+                .unwrap_or(b"")
+                .to_vec();
             n.truncate(15);
             n.push(b'\n');
             n
@@ -355,7 +359,7 @@ impl FileSystem for ProcFs {
         let k = kernel();
         match ino {
             SELF_LINK => Ok(pid().to_string().into_bytes()),
-            20 => Ok(k.exe.clone()),
+            20 => Ok(lock(&k.exe).clone()),
             21 => Ok(lock(&k.fs_ctx).cwd.path()),
             22 => Ok(b"/".to_vec()),
             _ if ino >= FD_BASE => {

@@ -221,3 +221,63 @@ fn stdin_from_a_host_pipe() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(text(&out).trim(), "3");
 }
+
+#[test]
+fn shell_pipelines_fork_and_exec() {
+    let r = root();
+    if busybox().is_none() {
+        return;
+    }
+    setup(&r.path, "pipedata");
+    let script = "busybox cat pipedata/nums.txt | busybox grep 7 | busybox wc -l; \
+                  for f in pipedata/sub/*; do busybox wc -c $f; done; \
+                  x=$(busybox head -n 3 pipedata/nums.txt | busybox tail -n 1); echo third=$x; \
+                  nosuchcommand 2>/dev/null; echo status=$?; (exit 5); echo sub=$?";
+    let out = myst_run(&[], &r.path, "/bin/busybox", &["sh", "-c", script]);
+    let nat = bb_native(&r.path, &["sh", "-c", script]);
+    assert_ok(&out, "pipeline");
+    assert_eq!(text(&out), text(&nat));
+    assert!(text(&out).starts_with("813\n"), "{}", text(&out));
+    // A #! script run through execve.
+    std::fs::write(
+        r.path.join("pipedata/s.sh"),
+        "#!/bin/busybox sh\necho script: \"$@\"\nexit 6\n",
+    )
+    .expect("write");
+    let mut perm = std::fs::metadata(r.path.join("pipedata/s.sh"))
+        .expect("stat")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(r.path.join("pipedata/s.sh"), perm).expect("chmod");
+    let out = myst_run(
+        &[],
+        &r.path,
+        "/bin/busybox",
+        &["sh", "-c", "/pipedata/s.sh a 'b c'"],
+    );
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(text(&out), "script: a b c\n");
+    // tar -z runs gzip as a child process through a pipe.
+    std::fs::create_dir_all(r.path.join("pipeout")).expect("mkdir");
+    let out = myst_run(
+        &[],
+        &r.path,
+        "/bin/busybox",
+        &["tar", "-czf", "/pipeout/a.tgz", "pipedata"],
+    );
+    assert_ok(&out, "tar -cz");
+    let host = Command::new("tar")
+        .arg("-tzf")
+        .arg(r.path.join("pipeout/a.tgz"))
+        .output()
+        .expect("host tar");
+    let nat = bb_native(&r.path, &["tar", "-cf", "-", "pipedata"]);
+    assert!(nat.status.success());
+    let mut names: Vec<String> = text(&host).lines().map(str::to_string).collect();
+    names.sort();
+    assert!(
+        names.contains(&"pipedata/sub/deeper/z.txt".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 9, "{names:?}");
+}

@@ -125,6 +125,10 @@ pub fn root() -> &'static Root {
         }
         if let Some(bb) = busybox() {
             std::fs::copy(bb, path.join("bin/busybox")).expect("copy busybox");
+            // Applets that busybox itself runs by name (tar -z runs gzip).
+            for applet in ["gzip", "sh", "cat"] {
+                let _ = std::os::unix::fs::symlink("busybox", path.join("bin").join(applet));
+            }
         }
         Root {
             _dir: dir,

@@ -152,6 +152,23 @@ impl SyscallFrame {
         self.greg(REG_RSP)
     }
 
+    /// Changes the guest stack pointer used on return (clone with a new stack).
+    pub fn set_sp(&mut self, sp: u64) {
+        self.set_greg(REG_RSP, sp);
+    }
+
+    /// Makes the syscall return into a fresh program (execve): every
+    /// general register zero, `ip` and `sp` set, FS base 0.
+    pub fn reset_to(&mut self, ip: u64, sp: u64) {
+        for i in 0..=REG_RSP {
+            self.set_greg(i, 0);
+        }
+        self.set_greg(REG_RIP, ip);
+        self.set_greg(REG_RSP, sp);
+        self.set_guest_fs(0);
+        self.set_guest_gs(0);
+    }
+
     /// Guest FS base (the thread pointer of the guest's libc).
     pub fn guest_fs(&self) -> u64 {
         // SAFETY: cb is this thread's control block, valid for the thread's life.
@@ -189,6 +206,41 @@ impl SyscallFrame {
         // SAFETY: as in `sigmask`.
         unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write_unaligned(mask) }
     }
+}
+
+thread_local! {
+    /// This thread's control block (for re-arming SUD after fork).
+    static CONTROL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// In a fork child (called from the syscall handler): arms Syscall User
+/// Dispatch again, which fork does not inherit. The control block and
+/// alternate stack are at the same addresses in the child.
+pub fn rearm_after_fork() -> Result<(), PlatformError> {
+    let cb = CONTROL.with(|c| c.get()) as *mut ControlBlock;
+    if cb.is_null() {
+        return Err(PlatformError::Host("re-arming SUD (no control block)", 22));
+    }
+    arm_sud(cb)
+}
+
+fn arm_sud(cb: *mut ControlBlock) -> Result<(), PlatformError> {
+    let (start, len) = allowed_range();
+    // SAFETY: `selector` lives in the control block, which stays mapped for
+    // the thread's life; the allowed range is our own text.
+    let r = unsafe {
+        syscall6(
+            nr::PRCTL,
+            PR_SET_SYSCALL_USER_DISPATCH,
+            PR_SYS_DISPATCH_ON,
+            start,
+            len,
+            core::ptr::addr_of_mut!((*cb).selector) as u64,
+            0,
+        )
+    };
+    check(r).map_err(|e| PlatformError::Host("prctl(PR_SET_SYSCALL_USER_DISPATCH)", e))?;
+    Ok(())
 }
 
 type Dispatcher = fn(&mut SyscallFrame);
@@ -288,21 +340,8 @@ fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
     let r = unsafe { syscall6(nr::SIGALTSTACK, ss.as_ptr() as u64, 0, 0, 0, 0, 0) };
     check(r).map_err(|e| PlatformError::Host("sigaltstack", e))?;
     install_sigsys()?;
-    let (start, len) = allowed_range();
-    // SAFETY: `selector` lives in the control block, which stays mapped for
-    // the thread's life; the allowed range is our own text.
-    let r = unsafe {
-        syscall6(
-            nr::PRCTL,
-            PR_SET_SYSCALL_USER_DISPATCH,
-            PR_SYS_DISPATCH_ON,
-            start,
-            len,
-            core::ptr::addr_of_mut!((*cb).selector) as u64,
-            0,
-        )
-    };
-    check(r).map_err(|e| PlatformError::Host("prctl(PR_SET_SYSCALL_USER_DISPATCH)", e))?;
+    CONTROL.with(|c| c.set(cb as usize));
+    arm_sud(cb)?;
     Ok(cb)
 }
 

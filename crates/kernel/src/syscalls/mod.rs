@@ -1,6 +1,7 @@
 //! Syscall dispatch, one module per family. Handlers return
 //! `Ok(value)` or `Err(errno)`; the dispatcher turns errors into -errno in rax.
 
+pub mod exec;
 pub mod fd;
 pub mod mem;
 pub mod names;
@@ -93,7 +94,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     // (Ctrl-C ends a program waiting for input, as natively).
     let r = if matches!(
         nr,
-        0 | 1 | 7 | 17 | 18 | 19 | 20 | 35 | 202 | 230 | 295 | 296
+        0 | 1 | 7 | 17 | 18 | 19 | 20 | 35 | 61 | 202 | 230 | 295 | 296
     ) {
         let guest_mask = frame.sigmask();
         let no_handler = k.no_handler.load(std::sync::atomic::Ordering::Relaxed);
@@ -134,8 +135,8 @@ fn strace(nr: u64, a: &[u64; 6], ret: i64, err: Option<Errno>) {
         _ => 6,
     };
     let path_arg: Option<usize> = match name.as_str() {
-        "open" | "stat" | "lstat" | "access" | "mkdir" | "rmdir" | "unlink" | "chdir"
-        | "readlink" | "chmod" | "chown" | "lchown" | "truncate" | "statfs" | "creat"
+        "open" | "execve" | "stat" | "lstat" | "access" | "mkdir" | "rmdir" | "unlink"
+        | "chdir" | "readlink" | "chmod" | "chown" | "lchown" | "truncate" | "statfs" | "creat"
         | "rename" | "link" | "symlink" => Some(0),
         "openat" | "newfstatat" | "faccessat" | "faccessat2" | "readlinkat" | "mkdirat"
         | "unlinkat" | "statx" | "utimensat" | "fchownat" | "fchmodat" | "renameat"
@@ -221,7 +222,10 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         39 => Ok(myst_platform::host::int_syscall(39, [0; 6])),
         40 => sendfile(k, a[0], a[1], a[2], a[3]),
         60 => exit(a[0]),
-        61 => wait4(a[0], a[1], a[2]),
+        56 => exec::clone(frame, a[0], a[1], a[2], a[3], a[4]),
+        57 | 58 => exec::fork(frame),
+        59 => exec::execve(k, frame, a[0], a[1], a[2]),
+        61 => exec::wait4(a[0], a[1], a[2], a[3]),
         62 => kill(a[0], a[1]),
         63 => uname(k, a[0]),
         72 => fcntl(k, a[0], a[1], a[2]),

@@ -1,5 +1,5 @@
 //! Process basics: exit, ids, uname, sysinfo, limits, arch_prctl, prctl,
-//! scheduling, futex, getrandom, wait4.
+//! scheduling, futex, getrandom.
 
 use super::{copy_out, write_u64, SysResult};
 use crate::Kernel;
@@ -182,9 +182,4 @@ pub fn getrandom(buf: u64, len: u64, _flags: u64) -> SysResult {
     host::getrandom(&mut v).map_err(|e| Errno { code: e, msg: "" })?;
     copy_out(buf, &v)?;
     Ok(len as i64)
-}
-
-/// wait4(2): the guest has no children yet.
-pub fn wait4(_pid: u64, _status: u64, _options: u64) -> SysResult {
-    Err(Errno::ECHILD)
 }
