@@ -1,6 +1,9 @@
 //! `myst exec-linux`: run an unmodified Linux program from a root file system.
 
 use anyhow::{bail, Context};
+use myst_formats::cpio;
+use myst_fs::ramfs::{Backing, ImportEntry, RamFs};
+use myst_fs::FileType;
 use myst_kernel::{Config, RootFs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,7 +74,52 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("size {s:?} is too large"))
 }
 
-fn open_root(path: &Path, _args: &Args) -> anyhow::Result<RootFs> {
+/// Loads a CPIO archive into an in-memory file system. File contents stay
+/// in the archive's buffer (zero copy) until the program writes them.
+fn load_cpio(path: &Path, memory_size: u64) -> anyhow::Result<RamFs> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read CPIO root {}", path.display()))?;
+    let archive: Arc<Vec<u8>> = Arc::new(bytes);
+    let base = archive.as_ptr() as usize;
+    let mut list = Vec::new();
+    for entry in cpio::entries(&archive) {
+        let e = entry.with_context(|| format!("cannot mount CPIO root {}", path.display()))?;
+        let kind = match e.file_type {
+            cpio::FileType::Regular => FileType::Regular,
+            cpio::FileType::Directory => FileType::Directory,
+            cpio::FileType::Symlink => FileType::Symlink,
+            cpio::FileType::CharDevice => FileType::CharDev,
+            cpio::FileType::BlockDevice => FileType::BlockDev,
+            cpio::FileType::Fifo => FileType::Fifo,
+            cpio::FileType::Socket => FileType::Socket,
+        };
+        let m = e.meta;
+        let link_key = (kind == FileType::Regular && m.nlink > 1)
+            .then(|| ((m.dev_major as u64) << 48) ^ ((m.dev_minor as u64) << 32) ^ m.ino as u64);
+        let rdev =
+            ((m.rdev_minor & 0xff) | (m.rdev_major << 8) | ((m.rdev_minor & !0xff) << 12)) as u64;
+        list.push(ImportEntry {
+            name: e.name,
+            kind,
+            perm: m.permissions(),
+            uid: m.uid,
+            gid: m.gid,
+            mtime: m.mtime as i64,
+            rdev,
+            link_key,
+            // The reader lends slices of the archive: their offset is where
+            // the data lies in the shared buffer.
+            data: (e.data.as_ptr() as usize - base, e.data.len()),
+        });
+    }
+    let fs = RamFs::new(0o755, memory_size);
+    let backing: Backing = archive.clone();
+    fs.import(&backing, list)
+        .with_context(|| format!("cannot mount CPIO root {}", path.display()))?;
+    Ok(fs)
+}
+
+fn open_root(path: &Path, memory_size: u64) -> anyhow::Result<RootFs> {
     let md = std::fs::metadata(path)
         .with_context(|| format!("cannot open root file system {}", path.display()))?;
     let source = path.display().to_string();
@@ -92,11 +140,14 @@ fn open_root(path: &Path, _args: &Args) -> anyhow::Result<RootFs> {
             .with_context(|| format!("cannot open root file system {}", path.display()))?;
         let _ = f.read(&mut magic);
     }
-    if &magic == b"070701" {
-        bail!(
-            "{}: CPIO root file systems are not supported by this build yet",
-            path.display()
-        );
+    if &magic == b"070701" || &magic == b"070702" {
+        let fs = load_cpio(path, memory_size)?;
+        return Ok(RootFs {
+            fs: Arc::new(fs),
+            fstype: "ramfs",
+            source,
+            read_only: false,
+        });
     }
     bail!(
         "{}: ext2 root file systems are not supported by this build yet (use a directory root)",
@@ -114,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if !program.starts_with('/') {
         bail!("the program path must be absolute inside the root file system (e.g. /bin/hello), not {program:?}");
     }
-    let root = open_root(&args.rootfs, &args)?;
+    let root = open_root(&args.rootfs, memory_size)?;
     let config = Config {
         root,
         program: program.clone().into_bytes(),
