@@ -95,7 +95,7 @@ fn load_cpio(path: &Path, memory_size: u64) -> anyhow::Result<RamFs> {
         };
         let m = e.meta;
         let link_key = (kind == FileType::Regular && m.nlink > 1)
-            .then(|| ((m.dev_major as u64) << 48) ^ ((m.dev_minor as u64) << 32) ^ m.ino as u64);
+            .then_some(((m.dev_major as u64) << 48) ^ ((m.dev_minor as u64) << 32) ^ m.ino as u64);
         let rdev =
             ((m.rdev_minor & 0xff) | (m.rdev_major << 8) | ((m.rdev_minor & !0xff) << 12)) as u64;
         list.push(ImportEntry {
