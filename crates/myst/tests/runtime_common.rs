@@ -217,3 +217,76 @@ pub fn sha256(path: &Path) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// A CPIO image (made by `myst mkcpio`) of a tree holding the test programs
+/// of [`root`], busybox and its applet links, /etc, and `/data` as made by
+/// `fill`. Built once per test binary. Returns (image, the directory it was
+/// made from).
+pub struct CpioRoot {
+    _dir: tempfile::TempDir,
+    /// The image.
+    pub image: PathBuf,
+    /// The tree it was made from.
+    pub tree: PathBuf,
+}
+
+static CPIO: OnceLock<CpioRoot> = OnceLock::new();
+
+/// Files of /data in every image root: text, a subdirectory, binary data, a symlink.
+pub fn fill_data(d: &Path) {
+    std::fs::create_dir_all(d.join("sub/deeper")).expect("mkdir");
+    let nums: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(d.join("nums.txt"), nums).expect("write");
+    std::fs::write(
+        d.join("sub/a.txt"),
+        "alpha beta\ngamma delta\nalpha omega\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("sub/deeper/z.txt"), "zzz\n").expect("write");
+    let bin: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(d.join("bin.dat"), bin).expect("write");
+    let _ = std::os::unix::fs::symlink("nums.txt", d.join("link"));
+}
+
+/// The shared CPIO root (see [`CpioRoot`]).
+pub fn cpio_root() -> &'static CpioRoot {
+    CPIO.get_or_init(|| {
+        let r = root();
+        let dir = tempfile::Builder::new()
+            .prefix("myst-rt-cpio-")
+            .tempdir()
+            .expect("temp dir");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("bin")).expect("mkdir");
+        for e in std::fs::read_dir(r.path.join("bin")).expect("read bin") {
+            let e = e.expect("entry");
+            let to = tree.join("bin").join(e.file_name());
+            if e.file_type().expect("type").is_symlink() {
+                let t = std::fs::read_link(e.path()).expect("readlink");
+                std::os::unix::fs::symlink(t, to).expect("symlink");
+            } else {
+                std::fs::copy(e.path(), to).expect("copy");
+            }
+        }
+        std::fs::create_dir_all(tree.join("etc")).expect("mkdir etc");
+        for f in ["passwd", "group"] {
+            let _ = std::fs::copy(format!("/etc/{f}"), tree.join("etc").join(f));
+        }
+        fill_data(&tree.join("data"));
+        let image = dir.path().join("root.cpio");
+        let out = Command::new(myst_bin())
+            .arg("mkcpio")
+            .arg(&tree)
+            .arg(&image)
+            .output()
+            .expect("run mkcpio");
+        assert_ok(&out, "myst mkcpio");
+        CpioRoot {
+            _dir: dir,
+            image,
+            tree,
+        }
+    })
+}
