@@ -270,3 +270,20 @@ fn guest_signal_handlers_and_masks() {
         );
     }
 }
+
+#[test]
+fn posix_threads() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("threads_{v}");
+        for _ in 0..3 {
+            let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+            assert_ok(&out, &bin);
+            assert_eq!(
+                text(&out),
+                "total=200020000 tls-results=6006 main-tls=7\n",
+                "{bin}"
+            );
+        }
+    }
+}

@@ -45,6 +45,7 @@ pub const APPS: &[&str] = &[
     "exitcode",
     "rawsyscall",
     "signals",
+    "threads",
 ];
 
 /// The myst binary.
@@ -99,7 +100,7 @@ pub fn root() -> &'static Root {
                 let out = path.join("bin").join(format!("{app}_{}", v.name));
                 let st = Command::new(v.cc)
                     .args(v.flags)
-                    .args(["-O1", "-w", "-o"])
+                    .args(["-O1", "-w", "-pthread", "-o"])
                     .arg(&out)
                     .arg(apps.join(format!("{app}.c")))
                     .status()

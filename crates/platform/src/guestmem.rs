@@ -560,6 +560,17 @@ pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32
     }
 }
 
+/// set_tid_address for a guest word; returns the tid or -EFAULT.
+pub fn set_tid_address(addr: u64) -> i64 {
+    let m = read_map();
+    if addr != 0 && !m.covered(addr, addr.saturating_add(4), PROT_WRITE) {
+        return -14;
+    }
+    // SAFETY: the host kernel writes 0 to this guest word when the thread
+    // exits; it is guest memory (checked above).
+    unsafe { syscall6(218, addr, 0, 0, 0, 0, 0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -490,3 +490,119 @@ pub fn interruptible<R>(unblock: u64, f: impl FnOnce() -> R) -> R {
     unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &all as *const u64 as u64, 0, 8, 0, 0) };
     r
 }
+
+/// Number of general registers in a ucontext.
+pub const NGREG: usize = 23;
+/// Index of rax in [`SyscallFrame::regs`].
+pub const REG_INDEX_RAX: usize = REG_RAX;
+/// Index of rsp in [`SyscallFrame::regs`].
+pub const REG_INDEX_RSP: usize = REG_RSP;
+/// Index of rip in [`SyscallFrame::regs`].
+pub const REG_INDEX_RIP: usize = REG_RIP;
+
+impl SyscallFrame {
+    /// All general registers of the trapped guest thread (ucontext order).
+    pub fn regs(&self) -> [u64; NGREG] {
+        let mut r = [0u64; NGREG];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = self.greg(i);
+        }
+        r
+    }
+}
+
+/// Starts a new guest thread (clone with CLONE_VM|CLONE_THREAD): a host
+/// thread that arms SUD for itself, then continues guest code with `regs`
+/// (rip, rsp and rax already set for the child), FS base `fs` and signal
+/// mask `sigmask`. `clear_tid` (0 for none) is cleared and woken by the host
+/// kernel when the thread exits (CLONE_CHILD_CLEARTID). `before_start`
+/// runs in the parent once the thread exists and before it runs guest code
+/// (to write the tid where the guest asked). Returns the new thread's id.
+pub fn spawn_thread(
+    regs: [u64; NGREG],
+    fs: u64,
+    sigmask: u64,
+    clear_tid: u64,
+    before_start: impl FnOnce(i32),
+) -> Result<i32, PlatformError> {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<Result<i32, PlatformError>>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("guest".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let cb = match arm_thread() {
+                Ok(cb) => cb,
+                Err(e) => {
+                    let _ = tid_tx.send(Err(e));
+                    return;
+                }
+            };
+            // SAFETY: gettid takes no arguments.
+            let tid = unsafe { syscall6(nr::GETTID, 0, 0, 0, 0, 0, 0) } as i32;
+            if clear_tid != 0 {
+                // SAFETY: the kernel writes 0 to this guest word at thread
+                // exit; the caller validated it as guest memory.
+                unsafe { syscall6(218, clear_tid, 0, 0, 0, 0, 0) };
+            }
+            let _ = tid_tx.send(Ok(tid));
+            if go_rx.recv().is_err() {
+                return;
+            }
+            let mask = sigmask & !(1u64 << (SIGSYS - 1));
+            // SAFETY: rt_sigprocmask(SIG_SETMASK) with a valid 8-byte mask.
+            unsafe {
+                syscall6(
+                    nr::RT_SIGPROCMASK,
+                    2,
+                    &mask as *const u64 as u64,
+                    0,
+                    8,
+                    0,
+                    0,
+                )
+            };
+            let regs = regs;
+            // SAFETY: from here on this host thread belongs to the guest;
+            // its Rust stack is abandoned. The selector write makes later
+            // guest syscalls trap; every instruction of this block is in
+            // myst's text. The return address is pushed just below the
+            // child's fresh stack pointer, which nothing uses yet.
+            unsafe {
+                asm!(
+                    "movb $1, 16(%rdi)",
+                    "wrfsbase %rsi",
+                    "mov 128(%rax), %rcx",
+                    "mov 120(%rax), %rsp",
+                    "push %rcx",
+                    "mov 0(%rax), %r8",
+                    "mov 8(%rax), %r9",
+                    "mov 16(%rax), %r10",
+                    "mov 24(%rax), %r11",
+                    "mov 32(%rax), %r12",
+                    "mov 40(%rax), %r13",
+                    "mov 48(%rax), %r14",
+                    "mov 56(%rax), %r15",
+                    "mov 64(%rax), %rdi",
+                    "mov 72(%rax), %rsi",
+                    "mov 80(%rax), %rbp",
+                    "mov 88(%rax), %rbx",
+                    "mov 96(%rax), %rdx",
+                    "mov 112(%rax), %rcx",
+                    "mov 104(%rax), %rax",
+                    "ret",
+                    in("rax") regs.as_ptr(),
+                    in("rdi") cb,
+                    in("rsi") fs,
+                    options(att_syntax, noreturn)
+                )
+            }
+        })
+        .map_err(|_| PlatformError::Host("creating a thread", 11))?;
+    let tid = tid_rx
+        .recv()
+        .map_err(|_| PlatformError::Host("starting a thread", 11))??;
+    before_start(tid);
+    let _ = go_tx.send(());
+    Ok(tid)
+}

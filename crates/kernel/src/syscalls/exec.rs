@@ -43,18 +43,51 @@ pub fn fork(frame: &mut SyscallFrame) -> SysResult {
     do_fork(frame, 0)
 }
 
-/// clone(2): process clones become host forks; threads (CLONE_VM without
-/// CLONE_VFORK) are not supported yet.
+/// clone(2): threads (CLONE_VM|CLONE_THREAD) become host threads; process
+/// clones become host forks.
 pub fn clone(
     frame: &mut SyscallFrame,
     flags: u64,
     stack: u64,
     ptid: u64,
     ctid: u64,
-    _tls: u64,
+    tls: u64,
 ) -> SysResult {
-    if flags & CLONE_THREAD != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
-        return Err(Errno::ENOSYS.with("threads are not supported yet"));
+    if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
+        if flags & CLONE_THREAD == 0 || flags & CLONE_SIGHAND == 0 || stack == 0 {
+            return Err(Errno::EINVAL.with("only POSIX threads share memory"));
+        }
+        let mut regs = frame.regs();
+        regs[sud::REG_INDEX_RAX] = 0;
+        regs[sud::REG_INDEX_RSP] = stack;
+        regs[sud::REG_INDEX_RIP] = frame.ip();
+        let fs = if flags & CLONE_SETTLS != 0 {
+            tls
+        } else {
+            frame.guest_fs()
+        };
+        let check_word = |a: u64| guestmem::with_slice_mut(a, 4, |_| ()).is_ok();
+        if flags & CLONE_CHILD_CLEARTID != 0 && !check_word(ctid) {
+            return Err(Errno::EFAULT);
+        }
+        let clear = if flags & CLONE_CHILD_CLEARTID != 0 {
+            ctid
+        } else {
+            0
+        };
+        let tid = sud::spawn_thread(regs, fs, frame.sigmask(), clear, |tid| {
+            if flags & CLONE_PARENT_SETTID != 0 {
+                let _ = write_i32(ptid, tid);
+            }
+            if flags & CLONE_CHILD_SETTID != 0 {
+                let _ = write_i32(ctid, tid);
+            }
+        })
+        .map_err(|_| Errno::EAGAIN)?;
+        return Ok(tid as i64);
+    }
+    if flags & CLONE_THREAD != 0 {
+        return Err(Errno::EINVAL);
     }
     if flags & (CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_SETTLS) != 0
         && flags & CLONE_VFORK == 0

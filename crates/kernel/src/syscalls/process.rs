@@ -7,9 +7,20 @@ use myst_fs::Errno;
 use myst_platform::host;
 use myst_platform::sud::SyscallFrame;
 
-/// exit(2): the only thread ends, so the process ends.
+/// exit(2): ends the calling thread (the process ends with its last thread).
 pub fn exit(code: u64) -> SysResult {
-    host::exit_group(code as i32 & 0xff)
+    host::exit_thread(code as i32 & 0xff)
+}
+
+/// set_tid_address(2): the host kernel clears and wakes this guest word
+/// when the thread exits (pthread_join relies on it).
+pub fn set_tid_address(addr: u64) -> SysResult {
+    let r = myst_platform::guestmem::set_tid_address(addr);
+    if r < 0 {
+        Err(Errno::EFAULT)
+    } else {
+        Ok(r)
+    }
 }
 
 /// exit_group(2).
@@ -163,8 +174,9 @@ pub fn sched_getaffinity(_pid: u64, size: u64, mask: u64) -> SysResult {
 }
 
 /// futex(2) on guest memory, forwarded to the host.
-pub fn futex(uaddr: u64, op: u64, val: u64) -> SysResult {
-    let r = myst_platform::guestmem::futex(uaddr, op as u32, val as u32, 0, 0, 0);
+pub fn futex(uaddr: u64, op: u64, val: u64, timeout: u64, uaddr2: u64, val3: u64) -> SysResult {
+    let r =
+        myst_platform::guestmem::futex(uaddr, op as u32, val as u32, timeout, uaddr2, val3 as u32);
     if r < 0 {
         Err(Errno {
             code: (-r) as i32,
