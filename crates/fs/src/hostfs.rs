@@ -28,6 +28,7 @@ pub struct HostFs {
     root_dev: u64,
     paths: Mutex<HashMap<Ino, PathBuf>>,
     files: Mutex<HashMap<Ino, Arc<File>>>,
+    wfiles: Mutex<HashMap<Ino, Arc<File>>>,
 }
 
 fn errno(e: io::Error) -> Errno {
@@ -65,6 +66,7 @@ impl HostFs {
             root: root.clone(),
             paths: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
+            wfiles: Mutex::new(HashMap::new()),
         };
         let ino = fs.ino_of(&md);
         lock(&fs.paths).insert(ino, root);
@@ -123,25 +125,28 @@ impl HostFs {
         Ok(a)
     }
 
-    fn file(&self, ino: Ino) -> FsResult<Arc<File>> {
-        if let Some(f) = lock(&self.files).get(&ino) {
+    /// An open host file for `ino`: read-only unless `write` (a writable
+    /// handle on an executable would make the host's exec of it fail with
+    /// ETXTBSY, so writable handles are opened only for writes).
+    fn file(&self, ino: Ino, write: bool) -> FsResult<Arc<File>> {
+        let cache = if write { &self.wfiles } else { &self.files };
+        if let Some(f) = lock(cache).get(&ino) {
             return Ok(f.clone());
+        }
+        if !write {
+            if let Some(f) = lock(&self.wfiles).get(&ino) {
+                return Ok(f.clone());
+            }
         }
         let path = self.path(ino)?;
         let f = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(write)
             .custom_flags(O_NOFOLLOW)
             .open(&path)
-            .or_else(|_| {
-                OpenOptions::new()
-                    .read(true)
-                    .custom_flags(O_NOFOLLOW)
-                    .open(&path)
-            })
             .map_err(errno)?;
         let f = Arc::new(f);
-        let mut files = lock(&self.files);
+        let mut files = lock(cache);
         if files.len() >= MAX_OPEN {
             files.clear();
         }
@@ -151,6 +156,7 @@ impl HostFs {
 
     fn forget_file(&self, ino: Ino) {
         lock(&self.files).remove(&ino);
+        lock(&self.wfiles).remove(&ino);
     }
 }
 
@@ -209,7 +215,7 @@ impl FileSystem for HostFs {
             std::os::unix::fs::lchown(&path, set.uid, set.gid).map_err(errno)?;
         }
         if let Some(size) = set.size {
-            self.file(ino)?.set_len(size).map_err(errno)?;
+            self.file(ino, true)?.set_len(size).map_err(errno)?;
         }
         if (set.atime.is_some() || set.mtime.is_some()) && !is_link {
             let f = File::open(&path).map_err(errno)?;
@@ -233,11 +239,13 @@ impl FileSystem for HostFs {
     }
 
     fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
-        self.file(ino)?.read_at(buf, offset).map_err(errno)
+        self.file(ino, false)?.read_at(buf, offset).map_err(errno)
     }
 
     fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<usize> {
-        self.file(ino)?.write_all_at(data, offset).map_err(errno)?;
+        self.file(ino, true)?
+            .write_all_at(data, offset)
+            .map_err(errno)?;
         Ok(data.len())
     }
 
@@ -375,7 +383,7 @@ impl FileSystem for HostFs {
     }
 
     fn fsync(&self, ino: Ino) -> FsResult<()> {
-        self.file(ino)?.sync_all().map_err(errno)
+        self.file(ino, false)?.sync_all().map_err(errno)
     }
 }
 

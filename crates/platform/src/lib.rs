@@ -6,6 +6,7 @@
 
 pub mod guestmem;
 pub mod host;
+pub mod net;
 pub mod raw;
 pub mod sud;
 

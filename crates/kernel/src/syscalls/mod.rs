@@ -5,6 +5,7 @@ pub mod exec;
 pub mod fd;
 pub mod mem;
 pub mod names;
+pub mod net;
 pub mod path;
 pub mod process;
 pub mod signal;
@@ -94,7 +95,27 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     // (Ctrl-C ends a program waiting for input, as natively).
     let r = if matches!(
         nr,
-        0 | 1 | 7 | 17 | 18 | 19 | 20 | 35 | 61 | 202 | 230 | 295 | 296
+        0 | 1
+            | 7
+            | 17
+            | 18
+            | 19
+            | 20
+            | 35
+            | 42
+            | 43
+            | 44
+            | 45
+            | 46
+            | 47
+            | 61
+            | 202
+            | 230
+            | 232
+            | 281
+            | 288
+            | 295
+            | 296
     ) {
         let guest_mask = frame.sigmask();
         let no_handler = k.no_handler.load(std::sync::atomic::Ordering::Relaxed);
@@ -311,6 +332,31 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         332 => statx(k, a[0], a[1], a[2], a[3], a[4]),
         334 => Err(Errno::ENOSYS),
         436 => close_range(k, a[0], a[1], a[2]),
+        41 => net::socket(k, a[0], a[1], a[2]),
+        213 => net::epoll_create(k, 0),
+        291 => net::epoll_create(k, a[0]),
+        233 => net::epoll_ctl(k, a[0], a[1], a[2], a[3]),
+        232 | 281 => net::epoll_wait(k, a[0], a[1], a[2], a[3]),
+        284 => net::eventfd(k, a[0], 0),
+        290 => net::eventfd(k, a[0], a[1]),
+        42 => net::connect_or_bind(k, a[0], a[1], a[2], false),
+        43 => net::accept4(k, a[0], a[1], a[2], 0),
+        288 => net::accept4(k, a[0], a[1], a[2], a[3]),
+        44 => net::sendto(k, a[0], a[1], a[2], a[3], a[4], a[5]),
+        45 => net::recvfrom(k, a[0], a[1], a[2], a[3], a[4], a[5]),
+        46 => net::sendmsg(k, a[0], a[1], a[2]),
+        47 => net::recvmsg(k, a[0], a[1], a[2]),
+        48 | 50 => net::int_op(k, nr, a[0], a[1]),
+        49 => net::connect_or_bind(k, a[0], a[1], a[2], true),
+        51 => net::sockname(k, a[0], a[1], a[2], false),
+        52 => net::sockname(k, a[0], a[1], a[2], true),
+        53 => net::socketpair(k, a[0], a[1], a[2], a[3]),
+        54 => net::setsockopt(k, a[0], a[1], a[2], a[3], a[4]),
+        55 => net::getsockopt(k, a[0], a[1], a[2], a[3], a[4]),
+        // Extended attributes: none are stored (ENODATA), none can be set.
+        191..=193 => Err(Errno::ENODATA),
+        194..=196 => Ok(0),
+        188..=190 | 197..=199 => Err(Errno::EOPNOTSUPP),
         _ => unknown(k, nr),
     }
 }
