@@ -15,3 +15,5 @@ echo "== $out/rootfs.cpio"
 ls -lR "$out/extracted"
 echo "== myst exec-linux $out/rootfs /bin/hello (directory root)"
 "$myst" exec-linux "$out/rootfs" /bin/hello from-a-directory-root
+echo "== myst exec-linux $out/rootfs.cpio /bin/hello (CPIO root, in memory)"
+"$myst" exec-linux "$out/rootfs.cpio" /bin/hello from-a-cpio-root
