@@ -863,3 +863,72 @@ mod tests {
         assert!(bad.is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(&b"a"[..]),
+                Just(&b"b"[..]),
+                Just(&b"."[..]),
+                Just(&b".."[..]),
+                Just(&b""[..])
+            ],
+            1..4,
+        )
+        .prop_map(|parts| parts.join(&b'/'))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any list of archive entries imports or fails with an error; files
+        /// that exist afterwards hold exactly their archive bytes.
+        #[test]
+        fn import_never_panics(entries in proptest::collection::vec((name(), 0u8..4, 0usize..40, 0usize..40), 0..12)) {
+            let archive: Backing = Arc::new((0u8..32).collect::<Vec<u8>>());
+            let list: Vec<ImportEntry> = entries
+                .iter()
+                .map(|(n, k, start, len)| ImportEntry {
+                    name: n,
+                    kind: [FileType::Regular, FileType::Directory, FileType::Symlink, FileType::Fifo][*k as usize],
+                    perm: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 0,
+                    rdev: 0,
+                    link_key: None,
+                    data: (*start, *len),
+                })
+                .collect();
+            let fs = RamFs::new(0o755, 1 << 20);
+            let has_dotdot = entries.iter().any(|(n, _, _, _)| n.split(|&b| b == b'/').any(|c| c == b".."));
+            if let Ok(()) = fs.import(&archive, list.clone()) {
+                prop_assert!(!has_dotdot);
+                for e in &list {
+                    let parts: Vec<&[u8]> = e.name.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+                    if e.kind != FileType::Regular || parts.is_empty() {
+                        continue;
+                    }
+                    let mut at = fs.root();
+                    let mut found = true;
+                    for p in &parts {
+                        match fs.lookup(at, p) {
+                            Ok(i) => at = i,
+                            Err(_) => { found = false; break; }
+                        }
+                    }
+                    if found && fs.getattr(at).map(|a| a.kind == FileType::Regular).unwrap_or(false) {
+                        let mut buf = vec![0u8; 64];
+                        let n = fs.read(at, 0, &mut buf).unwrap_or(0);
+                        prop_assert!(n <= 40);
+                    }
+                }
+            }
+        }
+    }
+}

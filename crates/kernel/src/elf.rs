@@ -76,8 +76,22 @@ pub fn is_elf(data: &[u8]) -> bool {
     data.len() >= 64 && &data[..4] == b"\x7fELF"
 }
 
-/// Loads `data` into guest memory. `name` labels the mapping in /proc/self/maps.
-pub fn load(data: &[u8], name: Arc<str>) -> Result<Image, Errno> {
+/// A validated ELF file: every segment lies inside the file, no address
+/// arithmetic overflows.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    e_type: u16,
+    entry: u64,
+    phoff: u64,
+    phnum: u64,
+    phdrs: Vec<Phdr>,
+    loads: Vec<Phdr>,
+    lo: u64,
+    hi: u64,
+}
+
+/// Parses and validates the headers of an x86-64 executable (untrusted bytes).
+pub fn parse(data: &[u8]) -> Result<Parsed, Errno> {
     if !is_elf(data) {
         return Err(bad("not an ELF file"));
     }
@@ -149,6 +163,31 @@ pub fn load(data: &[u8], name: Arc<str>) -> Result<Image, Errno> {
     if span > 1 << 40 {
         return Err(bad("image too large"));
     }
+    Ok(Parsed {
+        e_type,
+        entry,
+        phoff,
+        phnum,
+        phdrs,
+        loads,
+        lo,
+        hi,
+    })
+}
+
+/// Loads `data` into guest memory. `name` labels the mapping in /proc/self/maps.
+pub fn load(data: &[u8], name: Arc<str>) -> Result<Image, Errno> {
+    let Parsed {
+        e_type,
+        entry,
+        phoff,
+        phnum,
+        phdrs,
+        loads,
+        lo,
+        hi,
+    } = parse(data)?;
+    let span = hi - lo;
     // Reserve the whole span writable, copy the file bytes, then set the
     // final protections.
     let rw = PROT_READ | PROT_WRITE;
@@ -362,3 +401,94 @@ pub fn build_stack(
 pub const FIXED_ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
 /// MAP_FIXED re-export for callers.
 pub const MAP_FIXED_FLAG: u32 = MAP_FIXED;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An ELF header with `phnum` program headers right after it.
+    fn header(e_type: u16, phnum: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[16..18].copy_from_slice(&e_type.to_le_bytes());
+        h[18..20].copy_from_slice(&62u16.to_le_bytes());
+        h[24..32].copy_from_slice(&0x401000u64.to_le_bytes());
+        h[32..40].copy_from_slice(&64u64.to_le_bytes());
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&phnum.to_le_bytes());
+        h
+    }
+
+    fn phdr(p_type: u32, flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Vec<u8> {
+        let mut p = vec![0u8; 56];
+        p[0..4].copy_from_slice(&p_type.to_le_bytes());
+        p[4..8].copy_from_slice(&flags.to_le_bytes());
+        p[8..16].copy_from_slice(&offset.to_le_bytes());
+        p[16..24].copy_from_slice(&vaddr.to_le_bytes());
+        p[32..40].copy_from_slice(&filesz.to_le_bytes());
+        p[40..48].copy_from_slice(&memsz.to_le_bytes());
+        p
+    }
+
+    #[test]
+    fn valid_static_executable() {
+        let mut f = header(ET_EXEC, 2);
+        f.extend(phdr(PT_LOAD, 5, 0, 0x400000, 0x1000, 0x1000));
+        f.extend(phdr(PT_LOAD, 6, 0x1000, 0x401000, 0x10, 0x2000));
+        f.resize(0x1010, 0);
+        let p = parse(&f).unwrap();
+        assert_eq!((p.lo, p.hi, p.loads.len()), (0x400000, 0x403000, 2));
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(parse(b"\x7fELF").is_err());
+        let mut f = header(1, 1); // ET_REL
+        f.extend(phdr(PT_LOAD, 5, 0, 0x400000, 0, 0));
+        assert!(parse(&f).is_err());
+        let mut f = header(ET_EXEC, 1);
+        f.extend(phdr(PT_LOAD, 5, 0, 0x400000, 0x100000, 0x100000)); // past EOF
+        assert!(parse(&f).is_err());
+        let mut f = header(ET_EXEC, 1);
+        f.extend(phdr(PT_LOAD, 5, 0, u64::MAX - 10, 0, 100)); // wraps
+        assert!(parse(&f).is_err());
+        let mut f = header(ET_EXEC, 1);
+        f.extend(phdr(PT_LOAD, 5, 0, 0x400000, 20, 10)); // filesz > memsz
+        assert!(parse(&f).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&data);
+        }
+
+        #[test]
+        fn random_headers_parse_or_fail_cleanly(
+            e_type in prop_oneof![Just(ET_EXEC), Just(ET_DYN), any::<u16>()],
+            segs in proptest::collection::vec((any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()), 0..6),
+            small in any::<bool>(),
+            tail in 0usize..5000,
+        ) {
+            let mut f = header(e_type, segs.len() as u16);
+            for (t, fl, off, va, fs, ms) in &segs {
+                let t = if small { *t % 8 } else { *t };
+                let (off, va, fs, ms) = if small { (off % 8192, va % (1 << 32), fs % 8192, ms % 65536) } else { (*off, *va, *fs, *ms) };
+                f.extend(phdr(t, *fl, off, va, fs, ms));
+            }
+            f.resize(f.len() + tail, 0);
+            if let Ok(p) = parse(&f) {
+                prop_assert!(p.lo <= p.hi);
+                for s in &p.loads {
+                    prop_assert!(s.offset + s.filesz <= f.len() as u64);
+                    prop_assert!(s.filesz <= s.memsz);
+                }
+            }
+        }
+    }
+}
