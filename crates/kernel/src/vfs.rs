@@ -398,3 +398,122 @@ impl Vfs {
         Ok((chain, Some(last.to_vec())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myst_fs::ramfs::RamFs;
+    use myst_fs::{NewInode, Timespec};
+
+    fn new(kind: FileType) -> NewInode {
+        NewInode {
+            kind,
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            time: Timespec::default(),
+        }
+    }
+
+    /// / (ramfs) with /a/b/file, /a/up -> .., /a/abs -> /a/b, /loop -> loop,
+    /// and a second ramfs mounted at /a/m holding /x.
+    fn setup() -> (Vfs, Chain) {
+        let root = Arc::new(RamFs::new(0o755, 1 << 20));
+        let a = root
+            .create(root.root(), b"a", &new(FileType::Directory))
+            .unwrap();
+        let b = root.create(a, b"b", &new(FileType::Directory)).unwrap();
+        root.create(b, b"file", &new(FileType::Regular)).unwrap();
+        root.symlink(a, b"up", b"..", &new(FileType::Symlink))
+            .unwrap();
+        root.symlink(a, b"abs", b"/a/b", &new(FileType::Symlink))
+            .unwrap();
+        root.symlink(root.root(), b"loop", b"loop", &new(FileType::Symlink))
+            .unwrap();
+        let vfs = Vfs::new(root, "ramfs", "test".into(), false, None);
+        let rc = Chain::root(vfs.root());
+        let a_chain = match vfs.resolve(&rc, &rc, b"/a", true).unwrap() {
+            Resolved::Node(c, _) => c,
+            Resolved::Fd(_) => unreachable!(),
+        };
+        let other = Arc::new(RamFs::new(0o755, 1 << 20));
+        other
+            .create(other.root(), b"x", &new(FileType::Regular))
+            .unwrap();
+        vfs.mount(&a_chain, b"m", other, "ramfs", "other".into(), false);
+        (vfs, rc)
+    }
+
+    fn path_of(vfs: &Vfs, rc: &Chain, p: &[u8], follow: bool) -> Result<Vec<u8>, Errno> {
+        match vfs.resolve(rc, rc, p, follow)? {
+            Resolved::Node(c, _) => Ok(c.path()),
+            Resolved::Fd(_) => Ok(b"fd".to_vec()),
+        }
+    }
+
+    #[test]
+    fn walks() {
+        let (vfs, rc) = setup();
+        assert_eq!(
+            path_of(&vfs, &rc, b"/a/b/file", true).unwrap(),
+            b"/a/b/file"
+        );
+        assert_eq!(
+            path_of(&vfs, &rc, b"//a/./b//file", true).unwrap(),
+            b"/a/b/file"
+        );
+        assert_eq!(
+            path_of(&vfs, &rc, b"/a/abs/file", true).unwrap(),
+            b"/a/b/file"
+        );
+        assert_eq!(path_of(&vfs, &rc, b"/a/up/a/b", true).unwrap(), b"/a/b");
+        assert_eq!(path_of(&vfs, &rc, b"/../../a", true).unwrap(), b"/a");
+        // `..` out of a mounted file system goes back to its mount point's parent.
+        assert_eq!(path_of(&vfs, &rc, b"/a/m/x", true).unwrap(), b"/a/m/x");
+        assert_eq!(path_of(&vfs, &rc, b"/a/m/../b", true).unwrap(), b"/a/b");
+        assert_eq!(path_of(&vfs, &rc, b"/a/m/..", true).unwrap(), b"/a");
+        // The final symlink is kept when not following.
+        assert_eq!(path_of(&vfs, &rc, b"/a/abs", false).unwrap(), b"/a/abs");
+        assert_eq!(path_of(&vfs, &rc, b"/a/abs/", false).unwrap(), b"/a/b");
+    }
+
+    #[test]
+    fn errors() {
+        let (vfs, rc) = setup();
+        let code = |p: &[u8]| path_of(&vfs, &rc, p, true).unwrap_err().code;
+        assert_eq!(code(b"/nope"), Errno::ENOENT.code);
+        assert_eq!(code(b"/a/b/file/x"), Errno::ENOTDIR.code);
+        assert_eq!(code(b"/a/b/file/"), Errno::ENOTDIR.code);
+        assert_eq!(code(b"/loop"), Errno::ELOOP.code);
+        assert_eq!(code(b""), Errno::ENOENT.code);
+        let long = vec![b'n'; 300];
+        assert_eq!(code(&long), Errno::ENAMETOOLONG.code);
+    }
+
+    #[test]
+    fn parents() {
+        let (vfs, rc) = setup();
+        let (c, n) = vfs.resolve_parent(&rc, &rc, b"/a/b/new").unwrap();
+        assert_eq!((c.path(), n), (b"/a/b".to_vec(), Some(b"new".to_vec())));
+        let (c, n) = vfs.resolve_parent(&rc, &rc, b"/a/abs/new/").unwrap();
+        assert_eq!((c.path(), n), (b"/a/b".to_vec(), Some(b"new".to_vec())));
+        let (_, n) = vfs.resolve_parent(&rc, &rc, b"/").unwrap();
+        assert_eq!(n, None);
+        assert_eq!(
+            vfs.resolve_parent(&rc, &rc, b"/a/b/file/x")
+                .err()
+                .map(|e| e.code),
+            Some(Errno::ENOTDIR.code)
+        );
+        let names: Vec<Vec<u8>> = vfs
+            .mounted_names(&match vfs.resolve(&rc, &rc, b"/a", true).unwrap() {
+                Resolved::Node(c, _) => c.loc().clone(),
+                Resolved::Fd(_) => unreachable!(),
+            })
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec![b"m".to_vec()]);
+    }
+}
