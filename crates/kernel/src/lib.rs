@@ -54,6 +54,8 @@ pub struct Config {
     pub cwd: Vec<u8>,
     /// Host name reported by uname.
     pub hostname: Option<String>,
+    /// Rewrite hot syscall sites to skip the signal round trip.
+    pub rewrite_syscalls: bool,
 }
 
 /// Errors starting a guest.
@@ -369,6 +371,7 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
             .saturating_add(myst_platform::guestmem::used_bytes()),
     );
     myst_platform::sud::set_dispatcher(syscalls::dispatch);
+    myst_platform::rewrite::enable(config.rewrite_syscalls);
     let child = myst_platform::host::fork().map_err(|e| KernelError::Host("fork", e))?;
     if child == 0 {
         match myst_platform::sud::enter_guest(entry, sp) {

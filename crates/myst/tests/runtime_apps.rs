@@ -287,3 +287,39 @@ fn posix_threads() {
         }
     }
 }
+
+#[test]
+fn signals_during_syscall_loops_with_and_without_rewriting() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("sigstress_{v}");
+        for rewrite in ["true", "false"] {
+            let out = myst_run(
+                &["--rewrite-syscalls", rewrite],
+                &r.path,
+                &format!("/bin/{bin}"),
+                &[],
+            );
+            assert_ok(&out, &bin);
+            assert_eq!(
+                text(&out),
+                "calls=600000 fp-ok=1 handler-ran=1 fp-in-handler-ok=1\n",
+                "{bin} rewrite={rewrite}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rewriting_does_not_change_results() {
+    let r = root();
+    for v in &r.variants {
+        for app in ["fileio", "errors"] {
+            let bin = format!("/bin/{app}_{v}");
+            let a = myst_run(&["--rewrite-syscalls", "false"], &r.path, &bin, &["/tmp"]);
+            let b = myst_run(&["--rewrite-syscalls", "true"], &r.path, &bin, &["/tmp"]);
+            assert_ok(&a, &bin);
+            assert_eq!(text(&a), text(&b), "{bin}");
+        }
+    }
+}

@@ -46,6 +46,7 @@ pub const APPS: &[&str] = &[
     "rawsyscall",
     "signals",
     "threads",
+    "sigstress",
 ];
 
 /// The myst binary.

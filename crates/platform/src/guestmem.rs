@@ -571,6 +571,56 @@ pub fn set_tid_address(addr: u64) -> i64 {
     unsafe { syscall6(218, addr, 0, 0, 0, 0, 0) }
 }
 
+/// Copies guest code (executable memory) for inspection.
+pub(crate) fn copy_in_exec(addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+    let end = range_end(addr, buf.len() as u64)?;
+    let m = read_map();
+    if !m.covered(addr, end, PROT_EXEC | PROT_READ) {
+        return Err(Fault);
+    }
+    // SAFETY: readable guest memory, mapped while the lock is held.
+    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Overwrites guest code at `addr` (inside one executable guest mapping),
+/// making its pages writable only for the copy. Callers make sure no other
+/// guest thread runs.
+pub(crate) fn patch_code(addr: u64, bytes: &[u8]) -> Result<(), Fault> {
+    let end = range_end(addr, bytes.len() as u64)?;
+    let m = write_map();
+    let Some((_, r)) = m.regions.range(..=addr).next_back() else {
+        return Err(Fault);
+    };
+    if r.end < end || r.prot & PROT_EXEC == 0 {
+        return Err(Fault);
+    }
+    let prot = r.prot as u64;
+    let first = addr & !(PAGE - 1);
+    let last = (end + PAGE - 1) & !(PAGE - 1);
+    // SAFETY: the pages are guest code (checked under the write lock, so no
+    // map change races); they get their protection back right after.
+    unsafe {
+        if check(syscall6(
+            nr::MPROTECT,
+            first,
+            last - first,
+            prot | PROT_WRITE as u64,
+            0,
+            0,
+            0,
+        ))
+        .is_err()
+        {
+            return Err(Fault);
+        }
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len());
+        syscall6(nr::MPROTECT, first, last - first, prot, 0, 0, 0);
+    }
+    drop(m);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod guestmem;
 pub mod host;
 pub mod net;
 pub mod raw;
+pub mod rewrite;
 pub mod sud;
 
 /// Errors of platform setup.

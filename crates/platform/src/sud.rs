@@ -40,7 +40,22 @@ pub struct ControlBlock {
     _pad: [u8; 7],
     /// Guest GS base as last set by arch_prctl (not installed in hardware).
     guest_gs: u64,
+    /// Top of this thread's runtime stack for the rewritten-site fast path (offset 32).
+    pub(crate) fast_top: u64,
+    /// This block's own address, for code that reaches it through %gs (offset 40).
+    pub(crate) self_ptr: u64,
+    /// All signals: the mask the fast path blocks with (offset 48).
+    pub(crate) all_mask: u64,
+    /// XSAVE component mask the fast path saves: low half (offset 56).
+    pub(crate) xsave_lo: u32,
+    /// XSAVE component mask: high half (offset 60).
+    pub(crate) xsave_hi: u32,
 }
+
+/// Offset of the XSAVE area (64-byte aligned) from the control block.
+pub(crate) const XSAVE_OFFSET: usize = 4096;
+/// Room for the XSAVE area; the signal stack starts above it.
+pub(crate) const XSAVE_ROOM: usize = 16384;
 
 extern "C" {
     static __executable_start: u8;
@@ -267,14 +282,40 @@ extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut 
         frame.greg(REG_R8),
         frame.greg(REG_R9),
     ];
+    run_dispatcher(&mut frame);
+    crate::rewrite::after_trap(&frame);
+}
+
+/// Runs the registered dispatcher on `frame`; a panic stops the process.
+pub(crate) fn run_dispatcher(frame: &mut SyscallFrame) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match DISPATCH.get() {
-        Some(f) => f(&mut frame),
+        Some(f) => f(frame),
         None => frame.set_return(-38),
     }));
     if result.is_err() {
         crate::host::write_stderr(b"myst: internal error in a syscall handler; stopping\n");
         crate::host::exit_group(134);
     }
+}
+
+/// Builds the frame of a syscall from a ucontext-shaped register block.
+pub(crate) fn frame_from(uc: *mut u8, cb: *mut ControlBlock) -> SyscallFrame {
+    let mut frame = SyscallFrame {
+        uc,
+        cb,
+        nr: 0,
+        args: [0; 6],
+    };
+    frame.nr = frame.greg(REG_RAX);
+    frame.args = [
+        frame.greg(REG_RDI),
+        frame.greg(REG_RSI),
+        frame.greg(REG_RDX),
+        frame.greg(REG_R10),
+        frame.greg(REG_R8),
+        frame.greg(REG_R9),
+    ];
+    frame
 }
 
 /// The text range that may issue syscalls directly: myst's own code.
@@ -332,10 +373,22 @@ fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
             selector: SELECTOR_ALLOW,
             _pad: [0; 7],
             guest_gs: 0,
+            fast_top: aligned + ALT_SIZE as u64,
+            self_ptr: aligned,
+            all_mask: !0,
+            xsave_lo: crate::rewrite::xsave_mask() as u32,
+            xsave_hi: (crate::rewrite::xsave_mask() >> 32) as u32,
         });
     }
-    // stack_t { ss_sp, ss_flags, ss_size }; the control block's page is excluded.
-    let ss: [u64; 3] = [aligned + 4096, 0, ALT_SIZE as u64 - 4096];
+    // %gs points at the control block: the fast path of rewritten syscall
+    // sites finds it there (the guest's own GS base is only recorded).
+    // SAFETY: wrgsbase is available (check_support); GS is unused by the
+    // runtime and by the C libraries the guests use.
+    unsafe { asm!("wrgsbase {}", in(reg) aligned, options(nomem, nostack)) };
+    // stack_t { ss_sp, ss_flags, ss_size }; the control block's page and
+    // the XSAVE area are excluded.
+    let low = (XSAVE_OFFSET + XSAVE_ROOM) as u64;
+    let ss: [u64; 3] = [aligned + low, 0, ALT_SIZE as u64 - low];
     // SAFETY: `ss` is a valid stack_t describing memory we own for the thread's life.
     let r = unsafe { syscall6(nr::SIGALTSTACK, ss.as_ptr() as u64, 0, 0, 0, 0, 0) };
     check(r).map_err(|e| PlatformError::Host("sigaltstack", e))?;
@@ -527,6 +580,7 @@ pub fn spawn_thread(
 ) -> Result<i32, PlatformError> {
     let (tid_tx, tid_rx) = std::sync::mpsc::channel::<Result<i32, PlatformError>>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    crate::rewrite::mark_threaded();
     std::thread::Builder::new()
         .name("guest".into())
         .stack_size(256 * 1024)

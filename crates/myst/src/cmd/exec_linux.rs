@@ -40,6 +40,10 @@ pub struct Args {
     /// Print every syscall of the program, its arguments and result, on stderr.
     #[arg(long)]
     pub strace: bool,
+    /// true: after a syscall site has trapped once, rewrite it to enter myst
+    /// directly (much faster); false: every syscall goes through SIGSYS.
+    #[arg(long, default_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub rewrite_syscalls: bool,
     /// Root file system: CPIO archive, ext2 image or directory.
     pub rootfs: PathBuf,
     /// Absolute path of the program inside the root file system, then its arguments.
@@ -181,6 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         unhandled_enosys: args.unhandled_syscall_enosys,
         cwd: b"/".to_vec(),
         hostname: None,
+        rewrite_syscalls: args.rewrite_syscalls,
     };
     Ok(myst_kernel::run(config)?)
 }
