@@ -224,7 +224,7 @@ struct Pages {
 }
 
 static PAGES: Mutex<Pages> = Mutex::new(Pages { pages: Vec::new() });
-const STUB: usize = 32;
+const STUB: usize = 16;
 const PAGE: u64 = 4096;
 
 fn near(a: u64, b: u64) -> bool {
@@ -232,12 +232,13 @@ fn near(a: u64, b: u64) -> bool {
     d < (1 << 31) - (1 << 20)
 }
 
-fn stub_page(site: u64) -> Option<(u64, usize)> {
+fn stub_page(site: u64, slots: usize) -> Option<(u64, usize)> {
+    let need = slots * STUB;
     let mut g = PAGES.lock().unwrap_or_else(|p| p.into_inner());
     for (base, used) in g.pages.iter_mut() {
-        if near(*base, site) && *used + STUB <= PAGE as usize {
+        if near(*base, site) && *used + need <= PAGE as usize {
             let slot = *used;
-            *used += STUB;
+            *used += need;
             return Some((*base, slot));
         }
     }
@@ -252,7 +253,7 @@ fn stub_page(site: u64) -> Option<(u64, usize)> {
         let r = unsafe { syscall6(nr::MMAP, hint, PAGE, 1 | 4, 0x22, u64::MAX, 0) };
         let Ok(base) = check(r) else { continue };
         if near(base, site) {
-            g.pages.push((base, STUB));
+            g.pages.push((base, need));
             return Some((base, 0));
         }
         // SAFETY: unmapping the page just mapped.
@@ -274,6 +275,93 @@ fn write_stub(page: u64, slot: usize, code: &[u8]) -> bool {
     true
 }
 
+/// Length of one instruction that may sit between `mov $nr, %eax` and
+/// `syscall` and be executed from the stub instead: a register move, xor or
+/// immediate load into a register other than rax and rsp, or a
+/// rip-relative `lea` (whose displacement is returned for relocation).
+/// Returns (length, offset of a rip-relative disp32 in it).
+fn simple_insn(code: &[u8]) -> Option<(usize, Option<usize>)> {
+    let (rex, rest) = match code.first() {
+        Some(&b) if (0x40..=0x4f).contains(&b) => (b, &code[1..]),
+        _ => (0, code),
+    };
+    let p = usize::from(rex != 0);
+    let w = rex & 8 != 0;
+    let r_ext = (rex >> 2) & 1;
+    let b_ext = rex & 1;
+    let op = *rest.first()?;
+    let modrm = rest.get(1).copied();
+    let bad_dest = |d: u8| d == 0 || d == 4;
+    match op {
+        0x89 | 0x31 => {
+            let m = modrm?;
+            if m >> 6 != 3 || bad_dest((m & 7) | (b_ext << 3)) {
+                return None;
+            }
+            Some((p + 2, None))
+        }
+        0x8b | 0x33 => {
+            let m = modrm?;
+            if m >> 6 != 3 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
+                return None;
+            }
+            Some((p + 2, None))
+        }
+        0x8d => {
+            let m = modrm?;
+            if m >> 6 != 0 || m & 7 != 5 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
+                return None;
+            }
+            Some((p + 6, Some(p + 2)))
+        }
+        0xb8..=0xbf => {
+            if bad_dest((op - 0xb8) | (b_ext << 3)) {
+                return None;
+            }
+            Some((p + if w { 9 } else { 5 }, None))
+        }
+        0xc7 => {
+            let m = modrm?;
+            if m >> 6 != 3 || (m >> 3) & 7 != 0 || bad_dest((m & 7) | (b_ext << 3)) {
+                return None;
+            }
+            Some((p + 6, None))
+        }
+        _ => None,
+    }
+}
+
+/// Finds `mov $nr, %eax` followed by at most three simple instructions and
+/// the `syscall` at `code[len-2..]`; returns the offset of the `mov` and the
+/// instructions in between as (offset, length, rip-relative disp offset).
+#[allow(clippy::type_complexity)]
+fn find_site(code: &[u8], nr_: u32) -> Option<(usize, Vec<(usize, usize, Option<usize>)>)> {
+    let sys = code.len().checked_sub(2)?;
+    if code[sys..] != [0x0f, 0x05] {
+        return None;
+    }
+    let imm = nr_.to_le_bytes();
+    // The nearest candidate wins; each must decode exactly up to the syscall.
+    for start in (0..=sys.checked_sub(5)?).rev() {
+        if code[start] != 0xb8 || code[start + 1..start + 5] != imm {
+            continue;
+        }
+        let mut at = start + 5;
+        let mut mids = Vec::new();
+        while at < sys && mids.len() < 3 {
+            let Some((len, disp)) = simple_insn(&code[at..sys]) else {
+                break;
+            };
+            mids.push((at, len, disp));
+            at += len;
+        }
+        if at == sys {
+            return Some((start, mids));
+        }
+    }
+    None
+}
+
 /// After a trapped syscall: rewrite its site if it is `mov $nr, %eax; syscall`.
 pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     if !enabled() || THREADED.load(Ordering::Relaxed) {
@@ -285,31 +373,62 @@ pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
         return;
     }
     let ret = frame.ip();
-    let Some(site) = ret.checked_sub(7) else {
+    // Look at up to 40 bytes before the syscall (stopping at the start of
+    // its mapping).
+    let mut window = 42u64;
+    let mut code = vec![0u8; 42];
+    while window >= 7 {
+        let Some(from) = ret.checked_sub(window) else {
+            return;
+        };
+        if crate::guestmem::copy_in_exec(from, &mut code[..window as usize]).is_ok() {
+            break;
+        }
+        window -= 5;
+    }
+    if window < 7 {
+        return;
+    }
+    code.truncate(window as usize);
+    let base = ret - window;
+    let Some((start, mids)) = find_site(&code, nr_ as u32) else {
         return;
     };
-    let mut code = [0u8; 7];
-    if crate::guestmem::copy_in_exec(site, &mut code).is_err() {
-        return;
+    let site = base + start as u64;
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(&code[start..start + 5]); // mov $nr, %eax
+    let mut fixups = Vec::new();
+    for &(off, len, disp) in &mids {
+        let at = body.len();
+        body.extend_from_slice(&code[off..off + len]);
+        if let Some(d) = disp {
+            fixups.push((at, d, len, base + off as u64));
+        }
     }
-    if code[0] != 0xb8
-        || code[5..7] != [0x0f, 0x05]
-        || u32::from_le_bytes([code[1], code[2], code[3], code[4]]) as u64 != nr_
-    {
-        return;
-    }
-    let Some((page, slot)) = stub_page(site) else {
+    body.extend_from_slice(&[0x48, 0xb9]); // movabs $ret, %rcx
+    body.extend_from_slice(&ret.to_le_bytes());
+    body.extend_from_slice(&[0xff, 0x25, 0, 0, 0, 0]); // jmp *0(%rip)
+    body.extend_from_slice(&(myst_fast_entry as *const () as u64).to_le_bytes());
+    let slots = body.len().div_ceil(STUB);
+    let Some((page, slot)) = stub_page(site, slots) else {
         return;
     };
     let stub_addr = page + slot as u64;
-    let mut stub = Vec::with_capacity(STUB);
-    stub.extend_from_slice(&code[..5]); // mov $nr, %eax
-    stub.extend_from_slice(&[0x48, 0xb9]); // movabs $ret, %rcx
-    stub.extend_from_slice(&ret.to_le_bytes());
-    stub.extend_from_slice(&[0xff, 0x25, 0, 0, 0, 0]); // jmp *0(%rip)
-    stub.extend_from_slice(&(myst_fast_entry as *const () as u64).to_le_bytes());
-    stub.resize(STUB, 0xcc);
-    if !write_stub(page, slot, &stub) {
+    // Rip-relative displacements of moved instructions now count from the stub.
+    for (at, d, len, orig) in fixups {
+        let old = i32::from_le_bytes([
+            body[at + d],
+            body[at + d + 1],
+            body[at + d + 2],
+            body[at + d + 3],
+        ]) as i64;
+        let target = (orig as i64 + len as i64).wrapping_add(old);
+        let new = target - (stub_addr as i64 + at as i64 + len as i64);
+        let Ok(new) = i32::try_from(new) else { return };
+        body[at + d..at + d + 4].copy_from_slice(&new.to_le_bytes());
+    }
+    body.resize(slots * STUB, 0xcc);
+    if !write_stub(page, slot, &body) {
         return;
     }
     let rel = stub_addr.wrapping_sub(site + 5) as i64;
@@ -318,4 +437,41 @@ pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     jmp[0] = 0xe9;
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
     let _ = crate::guestmem::patch_code(site, &jmp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sites() {
+        // mov $0x6e,%eax; syscall
+        assert_eq!(
+            find_site(&[0xb8, 0x6e, 0, 0, 0, 0x0f, 0x05], 0x6e),
+            Some((0, vec![]))
+        );
+        // mov $0xda,%eax; lea 0x52a4(%rip),%rdi; syscall
+        let c = [
+            0xb8, 0xda, 0, 0, 0, 0x48, 0x8d, 0x3d, 0xa4, 0x52, 0, 0, 0x0f, 0x05,
+        ];
+        assert_eq!(find_site(&c, 0xda), Some((0, vec![(5, 7, Some(3))])));
+        // mov $0x9,%eax; xor %edi,%edi; mov $-1,%r8; mov $3,%edx; syscall
+        let c = [
+            0xb8, 9, 0, 0, 0, 0x31, 0xff, 0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0xba, 3, 0, 0,
+            0, 0x0f, 0x05,
+        ];
+        assert_eq!(find_site(&c, 9).map(|s| s.1.len()), Some(3));
+        // Wrong number, a write to rax in between, no syscall: no site.
+        assert_eq!(find_site(&[0xb8, 0x6e, 0, 0, 0, 0x0f, 0x05], 0x27), None);
+        assert_eq!(
+            find_site(&[0xb8, 1, 0, 0, 0, 0x48, 0x89, 0xd0, 0x0f, 0x05], 1),
+            None
+        );
+        assert_eq!(find_site(&[0xb8, 1, 0, 0, 0, 0x90, 0x90], 1), None);
+        // A memory operand (not register-to-register) is not moved.
+        assert_eq!(
+            find_site(&[0xb8, 1, 0, 0, 0, 0x48, 0x89, 0x36, 0x0f, 0x05], 1),
+            None
+        );
+    }
 }
