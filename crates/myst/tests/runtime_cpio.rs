@@ -185,3 +185,15 @@ fn corrupt_cpio_root_is_a_clear_error() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn unknown_root_image_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("junk.img");
+    std::fs::write(&image, vec![0x5au8; 8192]).expect("write");
+    let out = myst_run(&[], &image, "/bin/hello", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("myst: error: ") && err.contains("junk.img"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

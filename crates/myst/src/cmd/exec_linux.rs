@@ -154,7 +154,7 @@ fn open_root(path: &Path, memory_size: u64) -> anyhow::Result<RootFs> {
         });
     }
     bail!(
-        "{}: ext2 root file systems are not supported by this build yet (use a directory root)",
+        "{}: ext2 root file systems are not supported by this build yet (use a directory or a CPIO root)",
         path.display()
     )
 }
