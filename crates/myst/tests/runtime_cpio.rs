@@ -194,6 +194,9 @@ fn unknown_root_image_is_a_clear_error() {
     let out = myst_run(&[], &image, "/bin/hello", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("myst: error: ") && err.contains("junk.img"), "{err}");
+    assert!(
+        err.starts_with("myst: error: ") && err.contains("junk.img"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
