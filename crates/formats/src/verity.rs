@@ -158,7 +158,11 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Geometry for `data_blocks` data blocks (at least 1).
+    /// Geometry for `data_blocks` data blocks. For a single data block the
+    /// kernel and veritysetup use no hash level at all (the root hash is the
+    /// data block's digest); this geometry still has one level there, so
+    /// callers handle that case themselves (images myst writes are at least
+    /// 8 MiB, and the verifying block device special-cases it).
     pub fn new(data_blocks: u64) -> Self {
         let per = DIGESTS_PER_BLOCK as u64;
         let mut level_blocks = Vec::new();
@@ -228,6 +232,51 @@ pub fn build_tree(salt: &[u8], leaves: &[Digest32]) -> (Vec<u8>, Digest32) {
     (out, root)
 }
 
+/// Writes the hash tree for `leaves` through `write(offset in the tree,
+/// bytes)` (top level first on disk, as [`build_tree`] lays it out, padding
+/// included) and returns the root hash. Unlike [`build_tree`] it holds no
+/// copy of the leaf level, so large images need little memory beyond the
+/// leaves themselves.
+pub fn write_tree<E>(
+    salt: &[u8],
+    leaves: &[Digest32],
+    mut write: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<Digest32, E> {
+    let zero_leaf;
+    let leaves = if leaves.is_empty() {
+        zero_leaf = [hash_block(salt, &[0u8; BLOCK_SIZE])];
+        &zero_leaf[..]
+    } else {
+        leaves
+    };
+    let geo = Geometry::new(leaves.len() as u64);
+    let mut upper: Vec<Digest32> = Vec::new();
+    for level in 0..geo.level_blocks.len() {
+        let digests: &[Digest32] = if level == 0 { leaves } else { &upper };
+        let bytes = digests.as_flattened();
+        let start = geo.level_start(level) * BLOCK_SIZE as u64;
+        write(start, bytes)?;
+        let pad = (BLOCK_SIZE - bytes.len() % BLOCK_SIZE) % BLOCK_SIZE;
+        if pad > 0 {
+            write(start + bytes.len() as u64, &vec![0u8; pad])?;
+        }
+        let next: Vec<Digest32> = bytes
+            .chunks(BLOCK_SIZE)
+            .map(|c| {
+                if c.len() == BLOCK_SIZE {
+                    hash_block(salt, c)
+                } else {
+                    let mut b = vec![0u8; BLOCK_SIZE];
+                    b[..c.len()].copy_from_slice(c);
+                    hash_block(salt, &b)
+                }
+            })
+            .collect();
+        upper = next;
+    }
+    Ok(upper[0])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +316,25 @@ mod tests {
             Superblock::parse(&b[..100], 0),
             Err(VerityError::Truncated(100))
         );
+    }
+
+    #[test]
+    fn write_tree_matches_build_tree() {
+        let salt = [3u8; 32];
+        for n in [0usize, 1, 3, 128, 129, 128 * 128 + 5] {
+            let leaves: Vec<Digest32> = (0..n)
+                .map(|i| hash_block(&salt, &(i as u64).to_le_bytes()))
+                .collect();
+            let (tree, root) = build_tree(&salt, &leaves);
+            let mut out = vec![0xeeu8; tree.len()];
+            let r = write_tree(&salt, &leaves, |off, b| {
+                out[off as usize..off as usize + b.len()].copy_from_slice(b);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(r, root, "{n} leaves");
+            assert!(out == tree, "{n} leaves");
+        }
     }
 
     #[test]

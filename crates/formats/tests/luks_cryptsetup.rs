@@ -152,23 +152,10 @@ fn python_xts(
     first_sector: u64,
     out: &Path,
 ) {
-    let script = r#"
-import sys
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-mode, key, inp, off, n, first, outp = sys.argv[1:]
-key = open(key, 'rb').read()
-off, n, first = int(off), int(n), int(first)
-with open(inp, 'rb') as f:
-    f.seek(off)
-    data = f.read(n)
-assert len(data) == n and n % 512 == 0
-res = bytearray()
-for s in range(n // 512):
-    c = Cipher(algorithms.AES(key), modes.XTS((first + s).to_bytes(16, 'little')))
-    op = c.decryptor() if mode == 'dec' else c.encryptor()
-    res += op.update(data[s * 512:(s + 1) * 512]) + op.finalize()
-open(outp, 'wb').write(res)
-"#;
+    let script = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/oracles/xts.py"
+    ));
     run(Command::new("python3")
         .args(["-c", script, mode])
         .arg(key)

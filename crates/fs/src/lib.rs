@@ -299,4 +299,10 @@ pub trait FileSystem: Send + Sync {
     fn statfs(&self) -> FsResult<StatFs>;
     /// Flushes what can be flushed (a no-op for memory-backed file systems).
     fn fsync(&self, ino: Ino) -> FsResult<()>;
+    /// The VFS keeps `ino` in use (an open file, a cwd): its data must
+    /// outlive its last link until the matching [`FileSystem::release`].
+    fn retain(&self, _ino: Ino) {}
+    /// Ends one [`FileSystem::retain`]; an unlinked inode nobody uses any
+    /// more is freed.
+    fn release(&self, _ino: Ino) {}
 }
