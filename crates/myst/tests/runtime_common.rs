@@ -292,3 +292,86 @@ pub fn cpio_root() -> &'static CpioRoot {
         }
     })
 }
+
+/// ext2 images of the same tree as [`cpio_root`]: unsigned and signed
+/// (`myst mkext2 --sign`), plus the signing public key.
+pub struct Ext2Roots {
+    _dir: tempfile::TempDir,
+    /// Unsigned image (FSSIG with root hash, no signature).
+    pub unsigned: PathBuf,
+    /// Signed image.
+    pub signed: PathBuf,
+    /// The public key that verifies `signed`.
+    pub pubkey: PathBuf,
+    /// A root-hash file for `unsigned` (as `myst fssig --roothash` prints).
+    pub roothash: PathBuf,
+}
+
+static EXT2: OnceLock<Option<Ext2Roots>> = OnceLock::new();
+
+/// The shared ext2 images, or None when openssl is missing.
+pub fn ext2_roots() -> Option<&'static Ext2Roots> {
+    EXT2.get_or_init(|| {
+        let c = cpio_root();
+        let dir = tempfile::Builder::new()
+            .prefix("myst-rt-ext2-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        let key = Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(d.join("priv.pem"))
+            .arg("2048")
+            .output();
+        if !matches!(key, Ok(ref o) if o.status.success()) {
+            eprintln!("runtime tests: openssl not available; skipping ext2 roots");
+            return None;
+        }
+        let out = Command::new("openssl")
+            .args(["rsa", "-pubout", "-in"])
+            .arg(d.join("priv.pem"))
+            .arg("-out")
+            .arg(d.join("pub.pem"))
+            .output()
+            .expect("openssl");
+        assert_ok(&out, "openssl rsa -pubout");
+        let unsigned = d.join("unsigned.img");
+        let signed = d.join("signed.img");
+        let out = Command::new(myst_bin())
+            .arg("mkext2")
+            .arg(&c.tree)
+            .arg(&unsigned)
+            .output()
+            .expect("mkext2");
+        assert_ok(&out, "myst mkext2");
+        let sign = format!(
+            "--sign={}:{}",
+            d.join("pub.pem").display(),
+            d.join("priv.pem").display()
+        );
+        let out = Command::new(myst_bin())
+            .arg("mkext2")
+            .arg(sign)
+            .arg(&c.tree)
+            .arg(&signed)
+            .output()
+            .expect("mkext2");
+        assert_ok(&out, "myst mkext2 --sign");
+        let out = Command::new(myst_bin())
+            .args(["fssig", "--roothash"])
+            .arg(&unsigned)
+            .output()
+            .expect("fssig");
+        assert_ok(&out, "myst fssig --roothash");
+        let roothash = d.join("unsigned.roothash");
+        std::fs::write(&roothash, &out.stdout).expect("write roothash");
+        Some(Ext2Roots {
+            pubkey: d.join("pub.pem"),
+            _dir: dir,
+            unsigned,
+            signed,
+            roothash,
+        })
+    })
+    .as_ref()
+}

@@ -1,7 +1,10 @@
 //! `myst exec-linux`: run an unmodified Linux program from a root file system.
 
 use anyhow::{bail, Context};
+use myst_blockdev::trust::{evaluate, StackConfig, TrustPolicy, TrustedKey};
 use myst_formats::cpio;
+use myst_formats::fssig::Fssig;
+use myst_fs::ext2::mount_image;
 use myst_fs::ramfs::{Backing, ImportEntry, RamFs};
 use myst_fs::FileType;
 use myst_kernel::{Config, RootFs};
@@ -123,7 +126,7 @@ fn load_cpio(path: &Path, memory_size: u64) -> anyhow::Result<RamFs> {
     Ok(fs)
 }
 
-fn open_root(path: &Path, memory_size: u64) -> anyhow::Result<RootFs> {
+fn open_root(path: &Path, args: &Args, memory_size: u64) -> anyhow::Result<RootFs> {
     let md = std::fs::metadata(path)
         .with_context(|| format!("cannot open root file system {}", path.display()))?;
     let source = path.display().to_string();
@@ -153,10 +156,75 @@ fn open_root(path: &Path, memory_size: u64) -> anyhow::Result<RootFs> {
             read_only: false,
         });
     }
-    bail!(
-        "{}: ext2 root file systems are not supported by this build yet (use a directory or a CPIO root)",
-        path.display()
-    )
+    open_ext2(path, args, memory_size, source)
+}
+
+fn parse_roothash(f: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(f)
+        .with_context(|| format!("reading root hash file {}", f.display()))?;
+    let t = text.trim();
+    let bad = || {
+        anyhow::anyhow!(
+            "{}: expected 64 hexadecimal digits (a root hash, as `myst fssig --roothash` prints)",
+            f.display()
+        )
+    };
+    if t.len() != 64 || !t.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Mounts an ext2 image through the storage stack (FORMATS.md §6):
+/// verified by a trusted signature (--pubkey) or root hash (--roothash);
+/// otherwise, like Mystikos, checked against its own FSSIG root hash with a
+/// warning (that detects corruption, not a substituted image), or read raw
+/// with a warning when it has no trailer. --strict refuses both. Writes go
+/// to an in-memory overlay: the image file never changes.
+fn open_ext2(path: &Path, args: &Args, memory_size: u64, source: String) -> anyhow::Result<RootFs> {
+    let mut policy = TrustPolicy::default();
+    for f in &args.roothash {
+        policy.root_hashes.push(parse_roothash(f)?);
+    }
+    for f in &args.pubkey {
+        let pem = std::fs::read_to_string(f)
+            .with_context(|| format!("reading public key {}", f.display()))?;
+        policy.public_keys.push(
+            TrustedKey::from_pem(&pem).with_context(|| format!("public key {}", f.display()))?,
+        );
+    }
+    policy.strict = args.strict;
+    let own = Fssig::read_file(path).ok();
+    let mut self_trusted = false;
+    if !args.strict && !evaluate(own.as_ref(), &policy).is_verified() {
+        if let Some(f) = &own {
+            policy.root_hashes.push(f.root_hash);
+            self_trusted = true;
+        }
+    }
+    let config = StackConfig {
+        overlay_budget: Some(memory_size),
+        ..Default::default()
+    };
+    let m = mount_image(path, &policy, &config).context("cannot mount the ext2 root")?;
+    if self_trusted {
+        eprintln!(
+            "myst: warning: {}: neither signed by a trusted key (--pubkey) nor its root hash trusted (--roothash); checking its blocks against its own root hash (detects corruption, not a substituted image)",
+            path.display()
+        );
+    } else if let Some(w) = m.image.warning(path) {
+        eprintln!("myst: warning: {w}");
+    }
+    Ok(RootFs {
+        fs: m.fs,
+        fstype: "ext2",
+        source,
+        read_only: false,
+    })
 }
 
 /// Runs the command.
@@ -169,7 +237,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if !program.starts_with('/') {
         bail!("the program path must be absolute inside the root file system (e.g. /bin/hello), not {program:?}");
     }
-    let root = open_root(&args.rootfs, memory_size)?;
+    let root = open_root(&args.rootfs, &args, memory_size)?;
     let config = Config {
         root,
         program: program.clone().into_bytes(),
