@@ -323,3 +323,20 @@ fn rewriting_does_not_change_results() {
         }
     }
 }
+
+#[test]
+fn select_poll_timers_and_signal_waits() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("waits_{v}");
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+        assert!(
+            text(&out).contains("sigsuspend: -1 EINTR alarms=1\npause: -1 EINTR alarms=2\n"),
+            "{}",
+            text(&out)
+        );
+    }
+}

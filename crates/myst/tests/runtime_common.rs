@@ -47,6 +47,7 @@ pub const APPS: &[&str] = &[
     "signals",
     "threads",
     "sigstress",
+    "waits",
 ];
 
 /// The myst binary.

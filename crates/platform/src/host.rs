@@ -46,6 +46,7 @@ pub fn int_syscall(nr: u64, args: [u64; 6]) -> i64 {
         33,  // dup2
         292, // dup3
         48,  // shutdown
+        37,  // alarm
         50,  // listen
     ];
     if !ALLOWED.contains(&nr) {
@@ -395,4 +396,62 @@ pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, i32> 
 pub fn set_status_flags(fd: i32, flags: u32) -> Result<(), i32> {
     // SAFETY: F_SETFL takes an integer.
     check(unsafe { syscall6(nr::FCNTL, fd as u64, 4, flags as u64, 0, 0, 0) }).map(|_| ())
+}
+
+/// Host setitimer(2) with runtime buffers; returns the old value.
+pub fn setitimer(which: i32, new: &[i64; 4]) -> Result<[i64; 4], i32> {
+    let mut old = [0i64; 4];
+    // SAFETY: new and old are struct itimerval.
+    check(unsafe {
+        syscall6(
+            38,
+            which as u64,
+            new.as_ptr() as u64,
+            old.as_mut_ptr() as u64,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(old)
+}
+
+/// Host getitimer(2).
+pub fn getitimer(which: i32) -> Result<[i64; 4], i32> {
+    let mut cur = [0i64; 4];
+    // SAFETY: cur is a struct itimerval.
+    check(unsafe { syscall6(36, which as u64, cur.as_mut_ptr() as u64, 0, 0, 0, 0) })?;
+    Ok(cur)
+}
+
+/// Host rt_sigtimedwait(2) for the signals in `set`; fills `info` (a
+/// siginfo_t) and returns the signal number.
+pub fn sigtimedwait(
+    set: u64,
+    info: &mut [u8; 128],
+    timeout: Option<(i64, i64)>,
+) -> Result<i32, i32> {
+    let ts = timeout.map(|(s, n)| [s, n]);
+    let tp = ts.as_ref().map(|t| t.as_ptr() as u64).unwrap_or(0);
+    // SAFETY: set, info and ts are runtime buffers of the kernel's sizes.
+    check(unsafe {
+        syscall6(
+            128,
+            &set as *const u64 as u64,
+            info.as_mut_ptr() as u64,
+            tp,
+            8,
+            0,
+            0,
+        )
+    })
+    .map(|s| s as i32)
+}
+
+/// Host rt_sigpending(2).
+pub fn sigpending() -> u64 {
+    let mut set = 0u64;
+    // SAFETY: set is an 8-byte signal set.
+    unsafe { syscall6(127, &mut set as *mut u64 as u64, 8, 0, 0, 0, 0) };
+    set
 }

@@ -731,28 +731,26 @@ pub fn pipe2(k: &Kernel, fds: u64, flags: u64) -> SysResult {
     Ok(0)
 }
 
-/// poll(2): files of mounted file systems are always ready; host
-/// descriptors are polled on the host.
-pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
-    if nfds > 4096 {
-        return Err(Errno::EINVAL);
-    }
-    let mut raw = copy_in(fds, nfds as usize * 8)?;
+/// The core of poll/ppoll/select: files of mounted file systems are always
+/// ready; host descriptors are polled on the host. Returns the revents of
+/// each entry and the number of ready entries.
+fn poll_core(
+    k: &Kernel,
+    entries: &[(i32, i16)],
+    timeout_ms: i32,
+) -> Result<(Vec<i16>, i64), Errno> {
+    let mut revents = vec![0i16; entries.len()];
     let mut host_set: Vec<(i32, i16, i16)> = Vec::new();
     let mut map: Vec<Option<usize>> = Vec::new();
     let mut ready = 0;
-    for i in 0..nfds as usize {
-        let fd = i32::from_le_bytes([raw[i * 8], raw[i * 8 + 1], raw[i * 8 + 2], raw[i * 8 + 3]]);
-        let ev = i16::from_le_bytes([raw[i * 8 + 4], raw[i * 8 + 5]]);
-        raw[i * 8 + 6] = 0;
-        raw[i * 8 + 7] = 0;
+    for (i, &(fd, ev)) in entries.iter().enumerate() {
         if fd < 0 {
             map.push(None);
             continue;
         }
         match lock(&k.fds).get(fd).map(|e| e.file.clone()) {
             Err(_) => {
-                raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&0x20i16.to_le_bytes()); // POLLNVAL
+                revents[i] = 0x20; // POLLNVAL
                 ready += 1;
                 map.push(None);
             }
@@ -762,9 +760,8 @@ pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
                     host_set.push((*fd, ev, 0));
                 }
                 FileKind::Node { .. } => {
-                    let re = ev & 0x5; // POLLIN | POLLOUT
-                    raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&re.to_le_bytes());
-                    if re != 0 {
+                    revents[i] = ev & 0x5; // POLLIN | POLLOUT
+                    if revents[i] != 0 {
                         ready += 1;
                     }
                     map.push(None);
@@ -773,26 +770,143 @@ pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
         }
     }
     if !host_set.is_empty() {
-        let t = if ready > 0 { 0 } else { timeout as i32 };
+        let t = if ready > 0 { 0 } else { timeout_ms };
         host::poll(&mut host_set, t).map_err(|e| Errno { code: e, msg: "" })?;
         for (i, m) in map.iter().enumerate() {
             if let Some(j) = m {
-                let re = host_set[*j].2;
-                raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&re.to_le_bytes());
-                if re != 0 {
+                revents[i] = host_set[*j].2;
+                if revents[i] != 0 {
                     ready += 1;
                 }
             }
         }
-    } else if ready == 0 && timeout as i32 != 0 {
+    } else if ready == 0 && timeout_ms > 0 {
         // Nothing can ever become ready; sleep out the timeout.
-        if (timeout as i32) > 0 {
-            let ms = timeout as i64;
-            let _ = host::clock_nanosleep(1, 0, (ms / 1000, (ms % 1000) * 1_000_000));
-        }
+        let ms = timeout_ms as i64;
+        let _ = host::clock_nanosleep(1, 0, (ms / 1000, (ms % 1000) * 1_000_000));
+    } else if ready == 0 && timeout_ms < 0 {
+        // Waiting forever on nothing: like Linux, until a signal arrives.
+        let _ = host::clock_nanosleep(1, 0, (1 << 40, 0));
+        return Err(Errno::EINTR);
+    }
+    Ok((revents, ready))
+}
+
+/// poll(2).
+pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
+    if nfds > 4096 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = copy_in(fds, nfds as usize * 8)?;
+    let entries: Vec<(i32, i16)> = raw
+        .chunks_exact(8)
+        .map(|c| {
+            (
+                i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                i16::from_le_bytes([c[4], c[5]]),
+            )
+        })
+        .collect();
+    let (revents, ready) = poll_core(k, &entries, timeout as i32)?;
+    for (i, r) in revents.iter().enumerate() {
+        raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
     }
     copy_out(fds, &raw)?;
     Ok(ready)
+}
+
+fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
+    if ts == 0 {
+        return Ok(-1);
+    }
+    let b = copy_in(ts, 16)?;
+    let sec = i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let frac = i64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+    if sec < 0 || frac < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ms = sec.saturating_mul(1000).saturating_add(if nsec_unit {
+        (frac as u64).div_ceil(1_000_000) as i64
+    } else {
+        (frac as u64).div_ceil(1000) as i64
+    });
+    Ok(ms.min(i32::MAX as i64) as i32)
+}
+
+/// ppoll(2) (the temporary signal mask is not applied).
+pub fn ppoll(k: &Kernel, fds: u64, nfds: u64, ts: u64) -> SysResult {
+    let t = timeout_ms(ts, true)?;
+    poll(k, fds, nfds, t as i64 as u64)
+}
+
+/// select(2) and pselect6(2), through poll.
+pub fn select(
+    k: &Kernel,
+    nfds: u64,
+    rd: u64,
+    wr: u64,
+    ex: u64,
+    ts: u64,
+    nsec_unit: bool,
+) -> SysResult {
+    if nfds > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let bytes = (nfds as usize).div_ceil(64) * 8;
+    let read_set = |p: u64| -> Result<Vec<u8>, Errno> {
+        if p == 0 {
+            Ok(vec![0; bytes])
+        } else {
+            copy_in(p, bytes)
+        }
+    };
+    let (r, w, e) = (read_set(rd)?, read_set(wr)?, read_set(ex)?);
+    let bit = |set: &[u8], fd: usize| set[fd / 8] & (1 << (fd % 8)) != 0;
+    let mut entries = Vec::new();
+    for fd in 0..nfds as usize {
+        let mut ev = 0i16;
+        if bit(&r, fd) {
+            ev |= 0x1;
+        }
+        if bit(&w, fd) {
+            ev |= 0x4;
+        }
+        if bit(&e, fd) {
+            ev |= 0x2;
+        }
+        if ev != 0 {
+            entries.push((fd as i32, ev));
+        }
+    }
+    let t = timeout_ms(ts, nsec_unit)?;
+    let (revents, _) = poll_core(k, &entries, t)?;
+    let (mut ro, mut wo, mut eo) = (vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]);
+    let mut count = 0;
+    for (&(fd, ev), &re) in entries.iter().zip(&revents) {
+        if re & 0x20 != 0 {
+            return Err(Errno::EBADF);
+        }
+        let fd = fd as usize;
+        let set = |v: &mut Vec<u8>| v[fd / 8] |= 1 << (fd % 8);
+        if ev & 0x1 != 0 && re & (0x1 | 0x8 | 0x10) != 0 {
+            set(&mut ro);
+            count += 1;
+        }
+        if ev & 0x4 != 0 && re & (0x4 | 0x8) != 0 {
+            set(&mut wo);
+            count += 1;
+        }
+        if ev & 0x2 != 0 && re & 0x2 != 0 {
+            set(&mut eo);
+            count += 1;
+        }
+    }
+    for (p, v) in [(rd, &ro), (wr, &wo), (ex, &eo)] {
+        if p != 0 {
+            copy_out(p, v)?;
+        }
+    }
+    Ok(count)
 }
 
 fn copy_between(

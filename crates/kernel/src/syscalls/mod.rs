@@ -101,6 +101,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
             | 18
             | 19
             | 20
+            | 23
             | 35
             | 42
             | 43
@@ -112,6 +113,8 @@ pub fn dispatch(frame: &mut SyscallFrame) {
             | 202
             | 230
             | 232
+            | 270
+            | 271
             | 281
             | 288
             | 295
@@ -219,6 +222,17 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         5 => fstat(k, a[0], a[1]),
         6 => fstatat(k, AT_FDCWD, a[0], a[1], 0x100),
         7 => poll(k, a[0], a[1], a[2]),
+        23 => select(k, a[0], a[1], a[2], a[3], a[4], false),
+        34 => pause(frame),
+        36 => getitimer(a[0], a[1]),
+        37 => Ok(myst_platform::host::int_syscall(37, [a[0], 0, 0, 0, 0, 0])),
+        38 => setitimer(a[0], a[1], a[2]),
+        127 => rt_sigpending(frame, a[0], a[1]),
+        128 => rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+        130 => rt_sigsuspend(frame, a[0], a[1]),
+        270 => select(k, a[0], a[1], a[2], a[3], a[4], true),
+        271 => ppoll(k, a[0], a[1], a[2]),
+        162 | 306 => Ok(0),
         8 => lseek(k, a[0], a[1], a[2]),
         9 => mmap(k, a[0], a[1], a[2], a[3], a[4], a[5]),
         10 => mprotect(a[0], a[1], a[2]),

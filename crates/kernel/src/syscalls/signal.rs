@@ -163,3 +163,113 @@ pub fn tgkill(nr: u64, a: u64, b: u64, c: u64) -> SysResult {
         Ok(0)
     }
 }
+
+/// rt_sigsuspend(2): waits for a signal the temporary mask lets through,
+/// then has it delivered as the call returns (EINTR). The mask stays the
+/// temporary one afterwards (Linux restores the old mask after the
+/// handler; programs normally reset it themselves right after).
+pub fn rt_sigsuspend(frame: &mut SyscallFrame, mask: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let temp = super::read_u64(mask)? & !((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)));
+    suspend(frame, temp)
+}
+
+/// pause(2).
+pub fn pause(frame: &mut SyscallFrame) -> SysResult {
+    let cur = frame.sigmask();
+    suspend(frame, cur)
+}
+
+fn suspend(frame: &mut SyscallFrame, temp: u64) -> SysResult {
+    let wanted = !temp & !(1u64 << (SIGSYS - 1));
+    let mut info = [0u8; 128];
+    loop {
+        match host::sigtimedwait(wanted, &mut info, None) {
+            Ok(sig) => {
+                let me = host::int_syscall(39, [0; 6]) as u64;
+                let tid = host::int_syscall(186, [0; 6]) as u64;
+                host::int_syscall(234, [me, tid, sig as u64, 0, 0, 0]);
+                frame.set_sigmask(temp);
+                return Err(Errno::EINTR);
+            }
+            Err(4) => continue,
+            Err(e) => return Err(Errno { code: e, msg: "" }),
+        }
+    }
+}
+
+/// rt_sigpending(2): pending signals the guest blocks.
+pub fn rt_sigpending(frame: &mut SyscallFrame, set: u64, size: u64) -> SysResult {
+    if size > 8 {
+        return Err(Errno::EINVAL);
+    }
+    let p = host::sigpending() & frame.sigmask();
+    copy_out(set, &p.to_le_bytes()[..size as usize])?;
+    Ok(0)
+}
+
+/// rt_sigtimedwait(2).
+pub fn rt_sigtimedwait(set: u64, info: u64, ts: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let wanted = super::read_u64(set)? & !(1u64 << (SIGSYS - 1));
+    let timeout = if ts != 0 {
+        let b = copy_in(ts, 16)?;
+        let g = |o: usize| {
+            i64::from_le_bytes([
+                b[o],
+                b[o + 1],
+                b[o + 2],
+                b[o + 3],
+                b[o + 4],
+                b[o + 5],
+                b[o + 6],
+                b[o + 7],
+            ])
+        };
+        Some((g(0), g(8)))
+    } else {
+        None
+    };
+    let mut buf = [0u8; 128];
+    let sig =
+        host::sigtimedwait(wanted, &mut buf, timeout).map_err(|e| Errno { code: e, msg: "" })?;
+    if info != 0 {
+        copy_out(info, &buf)?;
+    }
+    Ok(sig as i64)
+}
+
+/// setitimer(2) on the host (SIGALRM reaches the guest's handler).
+pub fn setitimer(which: u64, new: u64, old: u64) -> SysResult {
+    let mut v = [0i64; 4];
+    if new != 0 {
+        let b = copy_in(new, 32)?;
+        for (i, c) in b.chunks_exact(8).enumerate() {
+            v[i] = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        }
+    }
+    let prev = host::setitimer(which as i32, &v).map_err(|e| Errno { code: e, msg: "" })?;
+    if old != 0 {
+        let mut b = Vec::with_capacity(32);
+        for x in prev {
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+        copy_out(old, &b)?;
+    }
+    Ok(0)
+}
+
+/// getitimer(2).
+pub fn getitimer(which: u64, cur: u64) -> SysResult {
+    let v = host::getitimer(which as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let mut b = Vec::with_capacity(32);
+    for x in v {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    copy_out(cur, &b)?;
+    Ok(0)
+}
