@@ -48,6 +48,7 @@ pub const APPS: &[&str] = &[
     "threads",
     "sigstress",
     "waits",
+    "sysfuzz",
 ];
 
 /// The myst binary.

@@ -200,3 +200,31 @@ fn unknown_root_image_is_a_clear_error() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn random_syscalls_never_break_the_runtime() {
+    let r = root();
+    let c = cpio_root();
+    for v in &r.variants {
+        for (seed, rewrite) in [("1", "true"), ("2", "true"), ("3", "false")] {
+            let out = myst_run(
+                &["--rewrite-syscalls", rewrite],
+                &c.image,
+                &format!("/bin/sysfuzz_{v}"),
+                &["8000", seed],
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "sysfuzz_{v} seed {seed}: {:?}\n{err}",
+                out.status
+            );
+            assert!(
+                text(&out).starts_with("sysfuzz finished: "),
+                "{}",
+                text(&out)
+            );
+            assert!(!err.contains("internal error"), "{err}");
+        }
+    }
+}
