@@ -206,6 +206,9 @@ fn build_vfs(root: RootFs, memory_size: u64) -> (Vfs, Chain) {
 
 /// Reads a whole file of a mounted file system.
 pub fn read_whole(loc: &vfs::Loc, size: u64) -> Result<Vec<u8>, Errno> {
+    if size > 1 << 30 {
+        return Err(Errno::EFBIG.with("program files are limited to 1 GiB"));
+    }
     let mut data = vec![0u8; usize::try_from(size).map_err(|_| Errno::EFBIG)?];
     let mut off = 0;
     while off < data.len() {

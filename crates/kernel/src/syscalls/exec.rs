@@ -127,7 +127,7 @@ fn read_strv(addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
     }
     let mut total = 0usize;
     for i in 0..65536u64 {
-        let p = read_u64(addr + i * 8)?;
+        let p = read_u64(addr.wrapping_add(i * 8))?;
         if p == 0 {
             return Ok(out);
         }

@@ -225,7 +225,7 @@ pub fn readv(k: &Kernel, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysRe
             continue;
         }
         let n = match off {
-            Some(o) if o as i64 != -1 => pread(k, fd, base, len, o + total as u64),
+            Some(o) if o as i64 != -1 => pread(k, fd, base, len, o.wrapping_add(total as u64)),
             _ => read(k, fd, base, len),
         };
         let n = match n {
@@ -273,7 +273,7 @@ pub fn writev(k: &Kernel, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysR
             continue;
         }
         let n = match off {
-            Some(o) if o as i64 != -1 => pwrite(k, fd, base, len, o + total as u64),
+            Some(o) if o as i64 != -1 => pwrite(k, fd, base, len, o.wrapping_add(total as u64)),
             _ => write(k, fd, base, len),
         };
         let n = match n {
@@ -920,13 +920,21 @@ fn copy_between(
     let mut buf = vec![0u8; 64 * 1024];
     while done < count {
         let want = (count - done).min(buf.len() as u64) as usize;
-        let n = kread(src, src_off.map(|o| o + done), &mut buf[..want])?;
+        let n = kread(
+            src,
+            src_off.map(|o| o.saturating_add(done)),
+            &mut buf[..want],
+        )?;
         if n == 0 {
             break;
         }
         let mut w = 0;
         while w < n {
-            let m = kwrite(dst, dst_off.map(|o| o + done + w as u64), &buf[w..n])?;
+            let m = kwrite(
+                dst,
+                dst_off.map(|o| o.saturating_add(done + w as u64)),
+                &buf[w..n],
+            )?;
             if m == 0 {
                 return Err(Errno::EIO);
             }

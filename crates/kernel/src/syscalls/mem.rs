@@ -63,7 +63,7 @@ pub fn mmap(
     while done < avail {
         let chunk = (avail - done).min(1 << 24) as usize;
         let r = guestmem::with_slice_mut(at + done, chunk, |s| {
-            loc.mnt.fs.read(loc.ino, off + done, s)
+            loc.mnt.fs.read(loc.ino, off.saturating_add(done), s)
         });
         let n = match r {
             Ok(Ok(n)) => n,

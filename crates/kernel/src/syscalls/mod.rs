@@ -23,9 +23,9 @@ pub type SysResult = Result<i64, Errno>;
 
 /// Copies `len` bytes of guest memory at `addr`.
 pub fn copy_in(addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
-    let mut v = vec![0u8; len];
-    guestmem::copy_in(addr, &mut v).map_err(|_| Errno::EFAULT)?;
-    Ok(v)
+    // Validated before anything is allocated: a bogus length is EFAULT,
+    // not a huge allocation.
+    guestmem::with_slice(addr, len, |s| s.to_vec()).map_err(|_| Errno::EFAULT)
 }
 
 /// Copies `data` to guest memory at `addr`.

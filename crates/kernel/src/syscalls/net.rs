@@ -185,10 +185,10 @@ struct MsgHdr {
 
 fn read_msghdr(msg: u64) -> Result<MsgHdr, Errno> {
     let name = read_u64(msg)?;
-    let namelen = read_u64(msg + 8)? & 0xffff_ffff;
-    let iov_addr = read_u64(msg + 16)?;
-    let iovlen = read_u64(msg + 24)?;
-    let controllen = read_u64(msg + 40)?;
+    let namelen = read_u64(msg.wrapping_add(8))? & 0xffff_ffff;
+    let iov_addr = read_u64(msg.wrapping_add(16))?;
+    let iovlen = read_u64(msg.wrapping_add(24))?;
+    let controllen = read_u64(msg.wrapping_add(40))?;
     let iov = super::read_iovec(iov_addr, iovlen)?;
     Ok(MsgHdr {
         name,
@@ -223,7 +223,11 @@ pub fn sendmsg(k: &Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
 pub fn recvmsg(k: &Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
     let h = sock(k, fd)?;
     let m = read_msghdr(msg)?;
-    let total: u64 = m.iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 24);
+    let total: u64 = m
+        .iov
+        .iter()
+        .fold(0u64, |t, (_, l)| t.saturating_add(*l))
+        .min(1 << 24);
     let mut buf = vec![0u8; total as usize];
     let mut abuf = [0u8; MAX_ADDR];
     let name = if m.name != 0 {
@@ -244,10 +248,10 @@ pub fn recvmsg(k: &Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
     }
     if m.name != 0 {
         copy_out(m.name, &abuf[..nlen.min(m.namelen as usize).min(MAX_ADDR)])?;
-        copy_out(msg + 8, &(nlen as u32).to_le_bytes())?;
+        copy_out(msg.wrapping_add(8), &(nlen as u32).to_le_bytes())?;
     }
-    copy_out(msg + 40, &0u64.to_le_bytes())?;
-    copy_out(msg + 48, &mflags.to_le_bytes())?;
+    copy_out(msg.wrapping_add(40), &0u64.to_le_bytes())?;
+    copy_out(msg.wrapping_add(48), &mflags.to_le_bytes())?;
     Ok(n as i64)
 }
 
