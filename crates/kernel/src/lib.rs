@@ -48,6 +48,8 @@ pub struct Config {
     pub stack_size: u64,
     /// Print each syscall on stderr.
     pub strace: bool,
+    /// Only these syscalls are printed (names; empty: all).
+    pub strace_filter: Vec<String>,
     /// Unknown syscalls return ENOSYS (true) or stop the program (false).
     pub unhandled_enosys: bool,
     /// Initial working directory.
@@ -132,6 +134,8 @@ pub struct Kernel {
     pub stack_size: u64,
     /// --strace.
     pub strace: bool,
+    /// Syscall numbers --strace prints (None: all).
+    pub strace_only: Option<HashSet<u64>>,
     /// ENOSYS (true) or fatal (false) for unknown syscalls.
     pub unhandled_enosys: bool,
     /// Unknown syscalls already logged.
@@ -354,7 +358,19 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         argv: Mutex::new(config.argv.clone()),
         envp: Mutex::new(config.envp.clone()),
         stack_size: config.stack_size,
-        strace: config.strace,
+        strace: config.strace || !config.strace_filter.is_empty(),
+        strace_only: if config.strace_filter.is_empty() {
+            None
+        } else {
+            Some(
+                (0..460u64)
+                    .filter(|&n| {
+                        syscalls::names::name(n)
+                            .is_some_and(|s| config.strace_filter.iter().any(|f| f == s))
+                    })
+                    .collect(),
+            )
+        },
         unhandled_enosys: config.unhandled_enosys,
         logged: Mutex::new(HashSet::new()),
         memory_size: config.memory_size,

@@ -194,6 +194,20 @@ fn strace_shows_syscalls() {
     assert!(err.contains(") = 13\n"), "{err}");
     assert!(err.contains("exit_group(0) = ?"), "{err}");
     assert_eq!(text(&out), "Hello World!\n");
+    // --strace-filter prints only the named calls (Mystikos's SYS_ prefix accepted).
+    let out = myst_run(
+        &["--strace-filter", "SYS_exit_group:brk"],
+        &r.path,
+        &format!("/bin/hello_{v}"),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with("brk(") || l.starts_with("exit_group(")),
+        "{err}"
+    );
+    assert!(err.contains("exit_group(0) = ?"), "{err}");
 }
 
 #[test]

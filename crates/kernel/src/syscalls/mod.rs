@@ -88,7 +88,8 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     let k = kernel();
     let nr = frame.nr();
     let a = frame.args();
-    if k.strace && (nr == 60 || nr == 231) {
+    let traced = k.strace && k.strace_only.as_ref().is_none_or(|s| s.contains(&nr));
+    if traced && (nr == 60 || nr == 231) {
         strace(nr, &a, 0, None);
     }
     // Calls that may block on the host let default-action signals through
@@ -130,7 +131,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         Ok(v) => v,
         Err(e) => -(e.code as i64),
     };
-    if k.strace {
+    if traced {
         strace(nr, &a, ret, r.err());
     }
     frame.set_return(ret);

@@ -43,6 +43,9 @@ pub struct Args {
     /// Print every syscall of the program, its arguments and result, on stderr.
     #[arg(long)]
     pub strace: bool,
+    /// Print only these syscalls (names separated by ':', e.g. open:read:write); implies --strace.
+    #[arg(long, value_name = "SYS_a:SYS_b")]
+    pub strace_filter: Option<String>,
     /// true: after a syscall site has trapped once, rewrite it to enter myst
     /// directly (much faster); false: every syscall goes through SIGSYS.
     #[arg(long, default_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
@@ -250,6 +253,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         memory_size,
         stack_size,
         strace: args.strace,
+        strace_filter: args
+            .strace_filter
+            .as_deref()
+            .map(|f| {
+                f.split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.trim_start_matches("SYS_").to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
         unhandled_enosys: args.unhandled_syscall_enosys,
         cwd: b"/".to_vec(),
         hostname: None,
