@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod ext2;
+pub mod hostfs;
+pub mod ramfs;
 
 use std::fmt;
 
@@ -263,6 +265,12 @@ pub trait FileSystem: Send + Sync {
     fn root(&self) -> Ino;
     /// Finds `name` in directory `dir`.
     fn lookup(&self, dir: Ino, name: &[u8]) -> FsResult<Ino>;
+    /// Finds `name` in `dir` and returns its attributes (one call for the
+    /// VFS's path walk; file systems may do it faster than lookup+getattr).
+    fn lookup_attr(&self, dir: Ino, name: &[u8]) -> FsResult<Attr> {
+        let ino = self.lookup(dir, name)?;
+        self.getattr(ino)
+    }
     /// Attributes of `ino`.
     fn getattr(&self, ino: Ino) -> FsResult<Attr>;
     /// Changes attributes; returns the new ones.

@@ -1,0 +1,61 @@
+//! Unmodified dynamic Debian programs (PIE and non-PIE, glibc) run with the
+//! host's own root directory as the root file system: ls, bash, python3
+//! (threads, TCP sockets, asyncio over epoll). Output equals the native run.
+
+mod runtime_common;
+use runtime_common::*;
+use std::path::Path;
+
+fn compare(program: &str, args: &[&str]) {
+    if !Path::new(program).exists() {
+        eprintln!("skipping: {program} not installed");
+        return;
+    }
+    let out = myst_run(&["--memory-size", "1g"], Path::new("/"), program, args);
+    let nat = native_run(Path::new(program), args, Path::new("/"));
+    assert_ok(&nat, &format!("native {program}"));
+    assert_ok(&out, program);
+    assert_eq!(text(&out), text(&nat), "{program} {args:?}");
+    assert!(!out.stdout.is_empty());
+}
+
+#[test]
+fn ls_of_a_directory() {
+    // Not under /tmp, which the guest sees as its own in-memory /tmp.
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    std::fs::write(d.path().join("a.txt"), "a").expect("write");
+    std::fs::create_dir(d.path().join("sub")).expect("mkdir");
+    std::os::unix::fs::symlink("a.txt", d.path().join("link")).expect("symlink");
+    compare(
+        "/bin/ls",
+        &["-la", "--time-style=+%s", d.path().to_str().expect("utf-8")],
+    );
+}
+
+#[test]
+fn bash_script() {
+    compare("/bin/bash", &["-c", "x=6; echo $((x * 7)); for i in a b; do echo $i; done; echo $(echo nested) | tr a-z A-Z; type cd"]);
+}
+
+#[test]
+fn python_threads_sockets_asyncio() {
+    let script = r#"
+import asyncio, hashlib, json, os, socket, threading
+print(json.dumps({"k": [1, 2, 3]}), hashlib.sha256(b"myst").hexdigest())
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+port = s.getsockname()[1]
+def serve():
+    c, _ = s.accept(); c.sendall(c.recv(100).upper()); c.close()
+t = threading.Thread(target=serve); t.start()
+c = socket.create_connection(("127.0.0.1", port)); c.sendall(b"tcp ok"); print(c.recv(100)); t.join()
+async def handle(r, w):
+    w.write((await r.readline()).upper()); await w.drain(); w.close()
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    r, w = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+    w.write(b"asyncio ok\n"); print(await r.readline()); w.close(); srv.close()
+asyncio.run(main())
+print(sorted(os.listdir("/proc/self"))[:3] != [], len([x for x in range(10**5) if x % 7 == 0]))
+"#;
+    compare("/usr/bin/python3", &["-c", script]);
+}

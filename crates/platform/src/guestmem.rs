@@ -1,0 +1,656 @@
+//! Guest memory: the record of every mapping the guest owns, the host calls
+//! that change it, and checked copies between guest and runtime memory.
+//!
+//! The guest gets memory only through these functions (its mmap, brk and the
+//! ELF loader all land here), so the record is complete. A copy is allowed
+//! only if the whole range lies in guest mappings with the needed protection;
+//! a guest pointer into myst's own memory is refused (EFAULT), never followed.
+//! Copies hold the record's read lock, map changes its write lock, so no
+//! guest thread can unmap memory while the runtime copies into it.
+
+use crate::raw::{check, nr, syscall6};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Readable.
+pub const PROT_READ: u32 = 1;
+/// Writable.
+pub const PROT_WRITE: u32 = 2;
+/// Executable.
+pub const PROT_EXEC: u32 = 4;
+
+const MAP_SHARED: u32 = 0x01;
+const MAP_PRIVATE: u32 = 0x02;
+/// Place exactly at the address, replacing what is there.
+pub const MAP_FIXED: u32 = 0x10;
+/// Anonymous memory.
+pub const MAP_ANONYMOUS: u32 = 0x20;
+const MAP_NORESERVE: u32 = 0x4000;
+const MAP_POPULATE: u32 = 0x8000;
+const MAP_STACK: u32 = 0x20000;
+/// Place exactly at the address, failing if anything is there.
+pub const MAP_FIXED_NOREPLACE: u32 = 0x100000;
+const MREMAP_MAYMOVE: u32 = 1;
+const MREMAP_FIXED: u32 = 2;
+
+const PAGE: u64 = 4096;
+const EINVAL: i32 = 22;
+const ENOMEM: i32 = 12;
+const EEXIST: i32 = 17;
+
+/// A guest address range the runtime may not touch (EFAULT for the guest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault;
+
+/// One guest mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+    /// Shared (visible to forked children) rather than private.
+    pub shared: bool,
+    /// What /proc/self/maps shows (a path, `[stack]`, `[heap]`), if anything.
+    pub name: Option<Arc<str>>,
+}
+
+#[derive(Default)]
+struct Map {
+    regions: BTreeMap<u64, Region>,
+    /// Bytes of accessible (not PROT_NONE) guest memory.
+    used: u64,
+    /// Most accessible guest memory allowed (the MemorySize budget).
+    budget: u64,
+}
+
+static MAP: RwLock<Map> = RwLock::new(Map {
+    regions: BTreeMap::new(),
+    used: 0,
+    budget: u64::MAX,
+});
+
+/// Sets the budget of accessible guest memory (mmap/brk fail with ENOMEM past it).
+pub fn set_budget(bytes: u64) {
+    write_map().budget = bytes;
+}
+
+/// Bytes of accessible guest memory mapped now.
+pub fn used_bytes() -> u64 {
+    read_map().used
+}
+
+fn cost(r: &Region) -> u64 {
+    if r.prot == 0 {
+        0
+    } else {
+        r.end - r.start
+    }
+}
+
+fn read_map() -> RwLockReadGuard<'static, Map> {
+    MAP.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_map() -> RwLockWriteGuard<'static, Map> {
+    MAP.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Map {
+    /// Removes [start, end) from the record, splitting regions at the edges;
+    /// returns the removed pieces.
+    fn carve(&mut self, start: u64, end: u64) -> Vec<Region> {
+        let mut keys: Vec<u64> = Vec::new();
+        if let Some((&k, r)) = self.regions.range(..start).next_back() {
+            if r.end > start {
+                keys.push(k);
+            }
+        }
+        keys.extend(self.regions.range(start..end).map(|(&k, _)| k));
+        let mut removed = Vec::new();
+        for k in keys {
+            let Some(r) = self.regions.remove(&k) else {
+                continue;
+            };
+            if r.start < start {
+                self.regions.insert(
+                    r.start,
+                    Region {
+                        end: start,
+                        ..r.clone()
+                    },
+                );
+            }
+            if r.end > end {
+                self.regions.insert(
+                    end,
+                    Region {
+                        start: end,
+                        ..r.clone()
+                    },
+                );
+            }
+            let piece = Region {
+                start: r.start.max(start),
+                end: r.end.min(end),
+                ..r
+            };
+            self.used = self.used.saturating_sub(cost(&piece));
+            removed.push(piece);
+        }
+        removed
+    }
+
+    fn insert(&mut self, r: Region) {
+        self.carve(r.start, r.end);
+        self.used += cost(&r);
+        self.regions.insert(r.start, r);
+    }
+
+    /// Whether adding `extra` accessible bytes (after freeing `freed`) stays in budget.
+    fn fits(&self, extra: u64, freed: u64) -> bool {
+        self.used.saturating_sub(freed).saturating_add(extra) <= self.budget
+    }
+
+    /// Accessible bytes currently recorded in [start, end).
+    fn cost_in(&self, start: u64, end: u64) -> u64 {
+        let mut total = 0;
+        if let Some((_, r)) = self.regions.range(..start).next_back() {
+            if r.end > start && r.prot != 0 {
+                total += r.end.min(end) - start;
+            }
+        }
+        for (_, r) in self.regions.range(start..end) {
+            if r.prot != 0 {
+                total += r.end.min(end) - r.start;
+            }
+        }
+        total
+    }
+
+    /// Whether [start, end) is entirely guest memory with at least `prot`.
+    fn covered(&self, start: u64, end: u64, prot: u32) -> bool {
+        if start >= end {
+            return true;
+        }
+        let mut at = start;
+        let Some((_, first)) = self.regions.range(..=start).next_back() else {
+            return false;
+        };
+        let mut iter = self.regions.range(first.start..);
+        loop {
+            let Some((_, r)) = iter.next() else {
+                return false;
+            };
+            if r.start > at || r.end <= at || r.prot & prot != prot {
+                return false;
+            }
+            at = r.end;
+            if at >= end {
+                return true;
+            }
+        }
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        if let Some((_, r)) = self.regions.range(..end).next_back() {
+            return r.end > start;
+        }
+        false
+    }
+}
+
+fn range_end(addr: u64, len: u64) -> Result<u64, Fault> {
+    addr.checked_add(len).ok_or(Fault)
+}
+
+fn page_up(len: u64) -> Option<u64> {
+    len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1))
+}
+
+fn host_mmap(addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, i32> {
+    // SAFETY: anonymous mapping; callers never pass MAP_FIXED over memory
+    // that is not the guest's (see `map`).
+    check(unsafe { syscall6(nr::MMAP, addr, len, prot as u64, flags as u64, u64::MAX, 0) })
+}
+
+fn host_munmap(addr: u64, len: u64) {
+    // SAFETY: callers pass only ranges recorded as guest memory.
+    unsafe { syscall6(nr::MUNMAP, addr, len, 0, 0, 0, 0) };
+}
+
+/// Maps anonymous guest memory (the guest's mmap; file contents are copied in
+/// by the caller). `flags` are the guest's MAP_* flags. Returns the address.
+pub fn map(addr: u64, len: u64, prot: u32, flags: u32, name: Option<Arc<str>>) -> Result<u64, i32> {
+    let len = page_up(len).ok_or(ENOMEM)?;
+    if len == 0 {
+        return Err(EINVAL);
+    }
+    let shared = flags & 0x3 == MAP_SHARED;
+    let host_flags = if shared { MAP_SHARED } else { MAP_PRIVATE }
+        | MAP_ANONYMOUS
+        | (flags & (MAP_NORESERVE | MAP_POPULATE | MAP_STACK));
+    let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+    let mut m = write_map();
+    let freed = if flags & MAP_FIXED != 0 {
+        m.cost_in(addr, addr.saturating_add(len))
+    } else {
+        0
+    };
+    if prot != 0 && !m.fits(len, freed) {
+        return Err(ENOMEM);
+    }
+    let at = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        if !addr.is_multiple_of(PAGE) {
+            return Err(EINVAL);
+        }
+        let end = addr.checked_add(len).ok_or(ENOMEM)?;
+        if flags & MAP_FIXED_NOREPLACE == 0 {
+            if m.covered(addr, end, 0) {
+                host_mmap(addr, len, prot, host_flags | MAP_FIXED)?
+            } else {
+                // Part of the range is not the guest's: drop the guest's
+                // pieces, then map only if nothing else (myst) is there.
+                for piece in m.carve(addr, end) {
+                    host_munmap(piece.start, piece.end - piece.start);
+                }
+                host_mmap(addr, len, prot, host_flags | MAP_FIXED_NOREPLACE).map_err(|e| {
+                    if e == EEXIST {
+                        ENOMEM
+                    } else {
+                        e
+                    }
+                })?
+            }
+        } else {
+            host_mmap(addr, len, prot, host_flags | MAP_FIXED_NOREPLACE)?
+        }
+    } else {
+        host_mmap(addr & !(PAGE - 1), len, prot, host_flags)?
+    };
+    m.insert(Region {
+        start: at,
+        end: at + len,
+        prot,
+        shared,
+        name,
+    });
+    Ok(at)
+}
+
+/// Unmaps the guest's memory in [addr, addr+len); non-guest parts are left alone.
+pub fn unmap(addr: u64, len: u64) -> Result<(), i32> {
+    if !addr.is_multiple_of(PAGE) || len == 0 {
+        return Err(EINVAL);
+    }
+    let len = page_up(len).ok_or(EINVAL)?;
+    let end = addr.checked_add(len).ok_or(EINVAL)?;
+    let mut m = write_map();
+    for piece in m.carve(addr, end) {
+        host_munmap(piece.start, piece.end - piece.start);
+    }
+    Ok(())
+}
+
+/// Changes protection of guest memory; ENOMEM if part of the range is not the guest's.
+pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), i32> {
+    if !addr.is_multiple_of(PAGE) {
+        return Err(EINVAL);
+    }
+    let len = page_up(len).ok_or(ENOMEM)?;
+    let end = addr.checked_add(len).ok_or(ENOMEM)?;
+    let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+    let mut m = write_map();
+    if !m.covered(addr, end, 0) {
+        return Err(ENOMEM);
+    }
+    if prot != 0 && !m.fits(len, m.cost_in(addr, end)) {
+        return Err(ENOMEM);
+    }
+    // SAFETY: the whole range is guest memory (checked above, under the lock).
+    check(unsafe { syscall6(nr::MPROTECT, addr, len, prot as u64, 0, 0, 0) })?;
+    for piece in m.carve(addr, end) {
+        m.insert(Region { prot, ..piece });
+    }
+    Ok(())
+}
+
+/// The guest's mremap, for a range inside one guest mapping.
+pub fn remap(old: u64, old_len: u64, new_len: u64, flags: u32, new_addr: u64) -> Result<u64, i32> {
+    if !old.is_multiple_of(PAGE) || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 {
+        return Err(EINVAL);
+    }
+    let old_len = page_up(old_len).ok_or(EINVAL)?;
+    let new_len = page_up(new_len).ok_or(ENOMEM)?;
+    if old_len == 0 || new_len == 0 {
+        return Err(EINVAL);
+    }
+    let old_end = old.checked_add(old_len).ok_or(EINVAL)?;
+    let mut m = write_map();
+    let Some((_, r)) = m.regions.range(..=old).next_back() else {
+        return Err(EFAULT_MREMAP);
+    };
+    if r.end < old_end {
+        return Err(EFAULT_MREMAP);
+    }
+    let template = r.clone();
+    if template.prot != 0 && new_len > old_len && !m.fits(new_len - old_len, 0) {
+        return Err(ENOMEM);
+    }
+    let ret = if flags & MREMAP_FIXED != 0 {
+        if !new_addr.is_multiple_of(PAGE) || flags & MREMAP_MAYMOVE == 0 {
+            return Err(EINVAL);
+        }
+        let new_end = new_addr.checked_add(new_len).ok_or(EINVAL)?;
+        if new_addr < old_end && old < new_end {
+            return Err(EINVAL);
+        }
+        for piece in m.carve(new_addr, new_end) {
+            host_munmap(piece.start, piece.end - piece.start);
+        }
+        // Claim the target first: fails if myst owns anything there.
+        host_mmap(
+            new_addr,
+            new_len,
+            0,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+        )
+        .map_err(|e| if e == EEXIST { ENOMEM } else { e })?;
+        // SAFETY: the old range is guest memory, the target is our placeholder.
+        check(unsafe { syscall6(nr::MREMAP, old, old_len, new_len, flags as u64, new_addr, 0) })?
+    } else {
+        // SAFETY: the old range is guest memory; without MREMAP_FIXED the
+        // kernel never moves onto existing mappings.
+        check(unsafe {
+            syscall6(
+                nr::MREMAP,
+                old,
+                old_len,
+                new_len,
+                (flags & MREMAP_MAYMOVE) as u64,
+                0,
+                0,
+            )
+        })?
+    };
+    m.carve(old, old_end);
+    m.insert(Region {
+        start: ret,
+        end: ret + new_len,
+        ..template
+    });
+    Ok(ret)
+}
+
+const EFAULT_MREMAP: i32 = 14;
+
+/// Whether [addr, addr+len) is free of guest mappings.
+pub fn is_free(addr: u64, len: u64) -> bool {
+    match addr.checked_add(len) {
+        Some(end) => !read_map().overlaps(addr, end),
+        None => false,
+    }
+}
+
+/// Copies guest memory at `addr` into `buf` (the range must be readable guest memory).
+pub fn copy_in(addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+    let end = range_end(addr, buf.len() as u64)?;
+    let m = read_map();
+    if !m.covered(addr, end, PROT_READ) {
+        return Err(Fault);
+    }
+    // SAFETY: the range is mapped readable guest memory and stays mapped while
+    // the read lock is held; guest threads may change the bytes concurrently,
+    // which only affects the values copied.
+    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Copies `data` into guest memory at `addr` (the range must be writable guest memory).
+pub fn copy_out(addr: u64, data: &[u8]) -> Result<(), Fault> {
+    let end = range_end(addr, data.len() as u64)?;
+    let m = read_map();
+    if !m.covered(addr, end, PROT_WRITE) {
+        return Err(Fault);
+    }
+    // SAFETY: the range is mapped writable guest memory, disjoint from all of
+    // the runtime's memory, and stays mapped while the lock is held.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+    Ok(())
+}
+
+/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) from
+/// the guest. `Ok(None)` if no NUL came within `max` bytes.
+pub fn read_cstr(addr: u64, max: usize) -> Result<Option<Vec<u8>>, Fault> {
+    let m = read_map();
+    let mut out = Vec::new();
+    let mut at = addr;
+    loop {
+        let Some((_, r)) = m.regions.range(..=at).next_back() else {
+            return Err(Fault);
+        };
+        if r.end <= at || r.prot & PROT_READ == 0 {
+            return Err(Fault);
+        }
+        let avail = (r.end - at).min((max + 1 - out.len()) as u64) as usize;
+        // SAFETY: [at, at+avail) lies inside one readable guest region, which
+        // stays mapped while the lock is held.
+        let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, avail) };
+        if let Some(pos) = bytes.iter().position(|&b| b == 0) {
+            out.extend_from_slice(&bytes[..pos]);
+            return Ok(Some(out));
+        }
+        out.extend_from_slice(bytes);
+        if out.len() > max {
+            return Ok(None);
+        }
+        at += avail as u64;
+    }
+}
+
+/// Runs `f` on guest memory [addr, addr+len) as a byte slice, without a copy.
+pub fn with_slice<R>(addr: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fault> {
+    let end = range_end(addr, len as u64)?;
+    let m = read_map();
+    if !m.covered(addr, end, PROT_READ) {
+        return Err(Fault);
+    }
+    if len == 0 {
+        return Ok(f(&[]));
+    }
+    // SAFETY: readable guest memory, mapped while the lock is held (see copy_in).
+    let s = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    Ok(f(s))
+}
+
+/// Runs `f` on writable guest memory [addr, addr+len) as a mutable byte slice.
+pub fn with_slice_mut<R>(
+    addr: u64,
+    len: usize,
+    f: impl FnOnce(&mut [u8]) -> R,
+) -> Result<R, Fault> {
+    let end = range_end(addr, len as u64)?;
+    let m = read_map();
+    if !m.covered(addr, end, PROT_WRITE) {
+        return Err(Fault);
+    }
+    if len == 0 {
+        return Ok(f(&mut []));
+    }
+    // SAFETY: writable guest memory, disjoint from the runtime's memory and
+    // mapped while the lock is held (see copy_out).
+    let s = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
+    Ok(f(s))
+}
+
+/// All guest mappings, in address order (for /proc/self/maps).
+pub fn regions() -> Vec<Region> {
+    read_map().regions.values().cloned().collect()
+}
+
+/// Renames the mapping that starts at `start` (what /proc/self/maps shows).
+pub fn set_name(start: u64, name: Arc<str>) {
+    if let Some(r) = write_map().regions.get_mut(&start) {
+        r.name = Some(name);
+    }
+}
+
+/// Forwards madvise for a range of guest memory (MADV_DONTNEED zeroes private
+/// anonymous pages, which programs may rely on).
+pub fn advise(addr: u64, len: u64, advice: u32) -> Result<(), i32> {
+    if !addr.is_multiple_of(PAGE) {
+        return Err(EINVAL);
+    }
+    let len = page_up(len).ok_or(EINVAL)?;
+    let end = addr.checked_add(len).ok_or(EINVAL)?;
+    let m = read_map();
+    if !m.covered(addr, end, 0) {
+        return Err(ENOMEM);
+    }
+    // Only advice that changes nothing outside the range, and cannot free
+    // memory the record still lists as mapped in a harmful way.
+    const ALLOWED: &[u32] = &[
+        0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, 23,
+    ];
+    if !ALLOWED.contains(&advice) {
+        return Err(EINVAL);
+    }
+    // SAFETY: the range is guest memory (checked under the lock).
+    check(unsafe { syscall6(nr::MADVISE, addr, len, advice as u64, 0, 0, 0) }).map(|_| ())
+}
+
+/// The host futex on guest memory: `uaddr` (and `uaddr2` when used) must be
+/// guest words, `timeout` a guest timespec or 0.
+pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32) -> i64 {
+    let cmd = op & 0x7f;
+    {
+        let m = read_map();
+        if !uaddr.is_multiple_of(4) || !m.covered(uaddr, uaddr.saturating_add(4), PROT_READ) {
+            return -14;
+        }
+        // Commands whose 4th argument is a timespec pointer.
+        let uses_timeout = matches!(cmd, 0 | 6 | 9 | 11);
+        if uses_timeout
+            && timeout != 0
+            && !m.covered(timeout, timeout.saturating_add(16), PROT_READ)
+        {
+            return -14;
+        }
+        let uses_uaddr2 = matches!(cmd, 3 | 4 | 5 | 11 | 12);
+        if uses_uaddr2 && !m.covered(uaddr2, uaddr2.saturating_add(4), PROT_READ) {
+            return -14;
+        }
+    }
+    // The lock is not held while waiting: the host kernel only compares and
+    // wakes on the addresses; if the guest unmaps them the wait just ends.
+    // SAFETY: addresses validated as guest memory above; futex does not write
+    // to the timeout.
+    unsafe {
+        syscall6(
+            202,
+            uaddr,
+            op as u64,
+            val as u64,
+            timeout,
+            uaddr2,
+            val3 as u64,
+        )
+    }
+}
+
+/// set_tid_address for a guest word; returns the tid or -EFAULT.
+pub fn set_tid_address(addr: u64) -> i64 {
+    let m = read_map();
+    if addr != 0 && !m.covered(addr, addr.saturating_add(4), PROT_WRITE) {
+        return -14;
+    }
+    // SAFETY: the host kernel writes 0 to this guest word when the thread
+    // exits; it is guest memory (checked above).
+    unsafe { syscall6(218, addr, 0, 0, 0, 0, 0) }
+}
+
+/// Copies guest code (executable memory) for inspection.
+pub(crate) fn copy_in_exec(addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+    let end = range_end(addr, buf.len() as u64)?;
+    let m = read_map();
+    if !m.covered(addr, end, PROT_EXEC | PROT_READ) {
+        return Err(Fault);
+    }
+    // SAFETY: readable guest memory, mapped while the lock is held.
+    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Overwrites guest code at `addr` (inside one executable guest mapping),
+/// making its pages writable only for the copy. Callers make sure no other
+/// guest thread runs.
+pub(crate) fn patch_code(addr: u64, bytes: &[u8]) -> Result<(), Fault> {
+    let end = range_end(addr, bytes.len() as u64)?;
+    let m = write_map();
+    let Some((_, r)) = m.regions.range(..=addr).next_back() else {
+        return Err(Fault);
+    };
+    if r.end < end || r.prot & PROT_EXEC == 0 {
+        return Err(Fault);
+    }
+    let prot = r.prot as u64;
+    let first = addr & !(PAGE - 1);
+    let last = (end + PAGE - 1) & !(PAGE - 1);
+    // SAFETY: the pages are guest code (checked under the write lock, so no
+    // map change races); they get their protection back right after.
+    unsafe {
+        if check(syscall6(
+            nr::MPROTECT,
+            first,
+            last - first,
+            prot | PROT_WRITE as u64,
+            0,
+            0,
+            0,
+        ))
+        .is_err()
+        {
+            return Err(Fault);
+        }
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len());
+        syscall6(nr::MPROTECT, first, last - first, prot, 0, 0, 0);
+    }
+    drop(m);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_copy_protect_unmap() {
+        let a = map(
+            0,
+            3 * PAGE,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            None,
+        )
+        .unwrap();
+        copy_out(a + PAGE - 2, b"hello\0").unwrap();
+        let mut buf = [0u8; 5];
+        copy_in(a + PAGE - 2, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        assert_eq!(read_cstr(a + PAGE - 2, 100).unwrap().unwrap(), b"hello");
+        assert_eq!(read_cstr(a + PAGE - 2, 3).unwrap(), None);
+        protect(a + PAGE, PAGE, PROT_READ).unwrap();
+        assert_eq!(copy_out(a + PAGE, b"x"), Err(Fault));
+        assert!(copy_out(a, b"x").is_ok());
+        copy_in(a, &mut buf).unwrap();
+        unmap(a + 2 * PAGE, PAGE).unwrap();
+        assert_eq!(copy_in(a + 2 * PAGE, &mut buf), Err(Fault));
+        // Runtime memory is never guest memory.
+        let local = [0u8; 16];
+        assert_eq!(copy_in(local.as_ptr() as u64, &mut buf), Err(Fault));
+        unmap(a, 2 * PAGE).unwrap();
+        assert!(is_free(a, 3 * PAGE));
+    }
+}

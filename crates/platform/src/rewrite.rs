@@ -1,0 +1,477 @@
+//! Syscall-site rewriting: after a guest `mov $nr, %eax; syscall` has
+//! trapped once, its `mov` is replaced by a `jmp` to a per-site stub that
+//! enters the dispatcher directly, without a signal (lazypoline / gVisor
+//! systrap style). Syscall User Dispatch still catches every site that is
+//! not rewritten, and the `syscall` instruction stays in place, so a jump
+//! into the middle of the sequence still traps.
+//!
+//! The fast path keeps the guarantees of the SIGSYS path: signals are
+//! blocked while runtime code runs and runtime stacks are in use (the only
+//! windows with signals deliverable are on the guest stack, below its red
+//! zone); the FS base is switched; vector state is saved with XSAVE; the
+//! return restores registers exactly as a syscall does (rcx = return
+//! address, r11 = rflags). Sites are rewritten only while the process has
+//! a single thread, so no thread can execute a half-written instruction.
+
+use crate::raw::{check, nr, syscall6};
+use crate::sud::{self, ControlBlock, XSAVE_OFFSET, XSAVE_ROOM};
+use core::arch::global_asm;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static THREADED: AtomicBool = AtomicBool::new(false);
+
+/// Turns rewriting on (if the CPU has XSAVE and the state fits).
+pub fn enable(on: bool) {
+    ENABLED.store(on && xsave_mask() != 0, Ordering::Relaxed);
+}
+
+/// Whether rewriting is on.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Called when the guest gets a second thread: no more rewriting.
+pub(crate) fn mark_threaded() {
+    THREADED.store(true, Ordering::Relaxed);
+}
+
+/// The state components the fast path saves around runtime code: all that
+/// the OS enabled except AMX tile data/config (runtime code never uses
+/// them, and they are large), or 0 if XSAVE is missing or the area would not
+/// fit. Computed once.
+pub(crate) fn xsave_mask() -> u64 {
+    static MASK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MASK.get_or_init(|| {
+        // CPUID.1:ECX bit 26 (XSAVE) and 27 (OSXSAVE).
+        let c1 = core::arch::x86_64::__cpuid(1);
+        if c1.ecx & (3 << 26) != 3 << 26 {
+            return 0;
+        }
+        let xcr0: u64;
+        // SAFETY: xgetbv(0) is allowed in user mode when OSXSAVE is set.
+        unsafe {
+            let (lo, hi): (u32, u32);
+            core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack));
+            xcr0 = (hi as u64) << 32 | lo as u64;
+        }
+        let mask = xcr0 & !((1 << 17) | (1 << 18));
+        // Standard-format layout: components 0-1 in the legacy 512 bytes,
+        // then the 64-byte header, then each component at its CPUID offset.
+        let mut end = 576usize;
+        for i in 2..63 {
+            if mask & (1 << i) != 0 {
+                let d = core::arch::x86_64::__cpuid_count(0xd, i);
+                end = end.max(d.ebx as usize + d.eax as usize);
+            }
+        }
+        if end > XSAVE_ROOM {
+            0
+        } else {
+            mask
+        }
+    })
+}
+
+extern "C" {
+    fn myst_fast_entry();
+}
+
+// Offsets: control block fields (see sud::ControlBlock) and the
+// ucontext-shaped frame (gregs at 40 + 8*i, sigmask at 296).
+global_asm!(
+    ".pushsection .text.myst_fast_entry,\"ax\",@progbits",
+    ".globl myst_fast_entry",
+    ".type myst_fast_entry,@function",
+    "myst_fast_entry:",
+    // In: rax = nr, rcx = return address, r11 free; guest rsp, FS, flags.
+    // Stash what the signal-blocking syscall needs below the red zone.
+    "lea -192(%rsp), %r11",
+    "mov %rax, 0(%r11)",
+    "mov %rdi, 8(%r11)",
+    "mov %rsi, 16(%r11)",
+    "mov %rdx, 24(%r11)",
+    "mov %r10, 32(%r11)",
+    "mov %rcx, 40(%r11)",
+    "mov %rsp, 48(%r11)",
+    "mov %r11, %rsp",
+    // rt_sigprocmask(SIG_SETMASK, &cb.all_mask, &stash.old, 8); flags are
+    // preserved across syscall.
+    "mov $14, %eax",
+    "mov $2, %edi",
+    "mov %gs:40, %rsi",
+    "lea 48(%rsi), %rsi",
+    "lea 56(%rsp), %rdx",
+    "mov $8, %r10d",
+    "syscall",
+    // Signals blocked: move to the runtime stack and build the frame.
+    "mov %rsp, %r11",
+    "mov %gs:32, %rsp",
+    "lea -512(%rsp), %rsp",
+    "pushfq",
+    "pop %rax",
+    "mov %rax, 176(%rsp)",
+    "mov %rax, 64(%rsp)",
+    "mov %r8, 40(%rsp)",
+    "mov %r9, 48(%rsp)",
+    "mov %r12, 72(%rsp)",
+    "mov %r13, 80(%rsp)",
+    "mov %r14, 88(%rsp)",
+    "mov %r15, 96(%rsp)",
+    "mov %rbp, 120(%rsp)",
+    "mov %rbx, 128(%rsp)",
+    "mov 0(%r11), %rax",
+    "mov %rax, 144(%rsp)",
+    "mov 8(%r11), %rax",
+    "mov %rax, 104(%rsp)",
+    "mov 16(%r11), %rax",
+    "mov %rax, 112(%rsp)",
+    "mov 24(%r11), %rax",
+    "mov %rax, 136(%rsp)",
+    "mov 32(%r11), %rax",
+    "mov %rax, 56(%rsp)",
+    "mov 40(%r11), %rax",
+    "mov %rax, 152(%rsp)",
+    "mov %rax, 168(%rsp)",
+    "mov 48(%r11), %rax",
+    "mov %rax, 160(%rsp)",
+    "mov 56(%r11), %rax",
+    "mov %rax, 296(%rsp)",
+    "mov %rsp, %r12",
+    "mov %gs:40, %rbx",
+    // Runtime mode: selector ALLOW, runtime FS base, vector state saved.
+    "movb $0, 16(%rbx)",
+    "rdfsbase %rax",
+    "mov %rax, 8(%rbx)",
+    "mov 0(%rbx), %rax",
+    "wrfsbase %rax",
+    "mov 56(%rbx), %eax",
+    "mov 60(%rbx), %edx",
+    "xsave64 {xsave}(%rbx)",
+    "mov %r12, %rdi",
+    "mov %rbx, %rsi",
+    "call {handler}",
+    "mov 56(%rbx), %eax",
+    "mov 60(%rbx), %edx",
+    "xrstor64 {xsave}(%rbx)",
+    "mov 8(%rbx), %rax",
+    "wrfsbase %rax",
+    "movb $1, 16(%rbx)",
+    // Guest flags now (nothing below changes them; syscall preserves them).
+    "push 176(%r12)",
+    "popfq",
+    // Stash below the guest's red zone what the unblocking syscall clobbers.
+    "mov 160(%r12), %r11",
+    "lea -192(%r11), %r11",
+    "mov 144(%r12), %rax",
+    "mov %rax, 0(%r11)",
+    "mov 104(%r12), %rax",
+    "mov %rax, 8(%r11)",
+    "mov 112(%r12), %rax",
+    "mov %rax, 16(%r11)",
+    "mov 136(%r12), %rax",
+    "mov %rax, 24(%r11)",
+    "mov 56(%r12), %rax",
+    "mov %rax, 32(%r11)",
+    "mov 168(%r12), %rax",
+    "mov %rax, 40(%r11)",
+    "mov 176(%r12), %rax",
+    "mov %rax, 48(%r11)",
+    "mov 296(%r12), %rax",
+    "mov %rax, 56(%r11)",
+    "mov 40(%r12), %r8",
+    "mov 48(%r12), %r9",
+    "mov 80(%r12), %r13",
+    "mov 88(%r12), %r14",
+    "mov 96(%r12), %r15",
+    "mov 120(%r12), %rbp",
+    "mov 128(%r12), %rbx",
+    "mov %r11, %rsp",
+    "mov 72(%r12), %r12",
+    // rt_sigprocmask(SIG_SETMASK, &stash.mask, NULL, 8): signals may arrive
+    // from here on, on the guest stack below the red zone.
+    "mov $14, %eax",
+    "mov $2, %edi",
+    "lea 56(%rsp), %rsi",
+    "mov $0, %edx",
+    "mov $8, %r10d",
+    "syscall",
+    "mov 0(%rsp), %rax",
+    "mov 8(%rsp), %rdi",
+    "mov 16(%rsp), %rsi",
+    "mov 24(%rsp), %rdx",
+    "mov 32(%rsp), %r10",
+    "mov 40(%rsp), %rcx",
+    "mov 48(%rsp), %r11",
+    "lea 192(%rsp), %rsp",
+    "jmp *%rcx",
+    ".size myst_fast_entry, .-myst_fast_entry",
+    ".popsection",
+    xsave = const XSAVE_OFFSET,
+    handler = sym myst_fast_rust,
+    options(att_syntax)
+);
+
+extern "C" fn myst_fast_rust(uc: *mut u8, cb: *mut ControlBlock) {
+    let mut frame = sud::frame_from(uc, cb);
+    sud::run_dispatcher(&mut frame);
+}
+
+/// Stubs live in pages within ±2 GiB of the sites that jump to them.
+struct Pages {
+    pages: Vec<(u64, usize)>,
+}
+
+static PAGES: Mutex<Pages> = Mutex::new(Pages { pages: Vec::new() });
+const STUB: usize = 16;
+const PAGE: u64 = 4096;
+
+fn near(a: u64, b: u64) -> bool {
+    let d = a.abs_diff(b);
+    d < (1 << 31) - (1 << 20)
+}
+
+fn stub_page(site: u64, slots: usize) -> Option<(u64, usize)> {
+    let need = slots * STUB;
+    let mut g = PAGES.lock().unwrap_or_else(|p| p.into_inner());
+    for (base, used) in g.pages.iter_mut() {
+        if near(*base, site) && *used + need <= PAGE as usize {
+            let slot = *used;
+            *used += need;
+            return Some((*base, slot));
+        }
+    }
+    for hint in [
+        site.saturating_add(1 << 28),
+        site.saturating_sub(1 << 28),
+        site.saturating_add(1 << 30),
+    ] {
+        let hint = hint & !(PAGE - 1);
+        // SAFETY: a fresh anonymous mapping at a kernel-chosen address (the
+        // hint is only a hint); it belongs to the runtime.
+        let r = unsafe { syscall6(nr::MMAP, hint, PAGE, 1 | 4, 0x22, u64::MAX, 0) };
+        let Ok(base) = check(r) else { continue };
+        if near(base, site) {
+            g.pages.push((base, need));
+            return Some((base, 0));
+        }
+        // SAFETY: unmapping the page just mapped.
+        unsafe { syscall6(nr::MUNMAP, base, PAGE, 0, 0, 0, 0) };
+    }
+    None
+}
+
+fn write_stub(page: u64, slot: usize, code: &[u8]) -> bool {
+    // SAFETY: the page is one of ours; it is made writable just for the copy
+    // (only one guest thread exists, and it is here).
+    unsafe {
+        if check(syscall6(nr::MPROTECT, page, PAGE, 3, 0, 0, 0)).is_err() {
+            return false;
+        }
+        core::ptr::copy_nonoverlapping(code.as_ptr(), (page + slot as u64) as *mut u8, code.len());
+        syscall6(nr::MPROTECT, page, PAGE, 1 | 4, 0, 0, 0);
+    }
+    true
+}
+
+/// Length of one instruction that may sit between `mov $nr, %eax` and
+/// `syscall` and be executed from the stub instead: a register move, xor or
+/// immediate load into a register other than rax and rsp, or a
+/// rip-relative `lea` (whose displacement is returned for relocation).
+/// Returns (length, offset of a rip-relative disp32 in it).
+fn simple_insn(code: &[u8]) -> Option<(usize, Option<usize>)> {
+    let (rex, rest) = match code.first() {
+        Some(&b) if (0x40..=0x4f).contains(&b) => (b, &code[1..]),
+        _ => (0, code),
+    };
+    let p = usize::from(rex != 0);
+    let w = rex & 8 != 0;
+    let r_ext = (rex >> 2) & 1;
+    let b_ext = rex & 1;
+    let op = *rest.first()?;
+    let modrm = rest.get(1).copied();
+    let bad_dest = |d: u8| d == 0 || d == 4;
+    match op {
+        0x89 | 0x31 => {
+            let m = modrm?;
+            if m >> 6 != 3 || bad_dest((m & 7) | (b_ext << 3)) {
+                return None;
+            }
+            Some((p + 2, None))
+        }
+        0x8b | 0x33 => {
+            let m = modrm?;
+            if m >> 6 != 3 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
+                return None;
+            }
+            Some((p + 2, None))
+        }
+        0x8d => {
+            let m = modrm?;
+            if m >> 6 != 0 || m & 7 != 5 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
+                return None;
+            }
+            Some((p + 6, Some(p + 2)))
+        }
+        0xb8..=0xbf => {
+            if bad_dest((op - 0xb8) | (b_ext << 3)) {
+                return None;
+            }
+            Some((p + if w { 9 } else { 5 }, None))
+        }
+        0xc7 => {
+            let m = modrm?;
+            if m >> 6 != 3 || (m >> 3) & 7 != 0 || bad_dest((m & 7) | (b_ext << 3)) {
+                return None;
+            }
+            Some((p + 6, None))
+        }
+        _ => None,
+    }
+}
+
+/// Finds `mov $nr, %eax` followed by at most three simple instructions and
+/// the `syscall` at `code[len-2..]`; returns the offset of the `mov` and the
+/// instructions in between as (offset, length, rip-relative disp offset).
+#[allow(clippy::type_complexity)]
+fn find_site(code: &[u8], nr_: u32) -> Option<(usize, Vec<(usize, usize, Option<usize>)>)> {
+    let sys = code.len().checked_sub(2)?;
+    if code[sys..] != [0x0f, 0x05] {
+        return None;
+    }
+    let imm = nr_.to_le_bytes();
+    // The nearest candidate wins; each must decode exactly up to the syscall.
+    for start in (0..=sys.checked_sub(5)?).rev() {
+        if code[start] != 0xb8 || code[start + 1..start + 5] != imm {
+            continue;
+        }
+        let mut at = start + 5;
+        let mut mids = Vec::new();
+        while at < sys && mids.len() < 3 {
+            let Some((len, disp)) = simple_insn(&code[at..sys]) else {
+                break;
+            };
+            mids.push((at, len, disp));
+            at += len;
+        }
+        if at == sys {
+            return Some((start, mids));
+        }
+    }
+    None
+}
+
+/// After a trapped syscall: rewrite its site if it is `mov $nr, %eax; syscall`.
+pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
+    if !enabled() || THREADED.load(Ordering::Relaxed) {
+        return;
+    }
+    let nr_ = frame.nr();
+    // rt_sigreturn must keep its signal-frame semantics.
+    if nr_ == 15 || nr_ > u32::MAX as u64 {
+        return;
+    }
+    let ret = frame.ip();
+    // Look at up to 40 bytes before the syscall (stopping at the start of
+    // its mapping).
+    let mut window = 42u64;
+    let mut code = vec![0u8; 42];
+    while window >= 7 {
+        let Some(from) = ret.checked_sub(window) else {
+            return;
+        };
+        if crate::guestmem::copy_in_exec(from, &mut code[..window as usize]).is_ok() {
+            break;
+        }
+        window -= 5;
+    }
+    if window < 7 {
+        return;
+    }
+    code.truncate(window as usize);
+    let base = ret - window;
+    let Some((start, mids)) = find_site(&code, nr_ as u32) else {
+        return;
+    };
+    let site = base + start as u64;
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(&code[start..start + 5]); // mov $nr, %eax
+    let mut fixups = Vec::new();
+    for &(off, len, disp) in &mids {
+        let at = body.len();
+        body.extend_from_slice(&code[off..off + len]);
+        if let Some(d) = disp {
+            fixups.push((at, d, len, base + off as u64));
+        }
+    }
+    body.extend_from_slice(&[0x48, 0xb9]); // movabs $ret, %rcx
+    body.extend_from_slice(&ret.to_le_bytes());
+    body.extend_from_slice(&[0xff, 0x25, 0, 0, 0, 0]); // jmp *0(%rip)
+    body.extend_from_slice(&(myst_fast_entry as *const () as u64).to_le_bytes());
+    let slots = body.len().div_ceil(STUB);
+    let Some((page, slot)) = stub_page(site, slots) else {
+        return;
+    };
+    let stub_addr = page + slot as u64;
+    // Rip-relative displacements of moved instructions now count from the stub.
+    for (at, d, len, orig) in fixups {
+        let old = i32::from_le_bytes([
+            body[at + d],
+            body[at + d + 1],
+            body[at + d + 2],
+            body[at + d + 3],
+        ]) as i64;
+        let target = (orig as i64 + len as i64).wrapping_add(old);
+        let new = target - (stub_addr as i64 + at as i64 + len as i64);
+        let Ok(new) = i32::try_from(new) else { return };
+        body[at + d..at + d + 4].copy_from_slice(&new.to_le_bytes());
+    }
+    body.resize(slots * STUB, 0xcc);
+    if !write_stub(page, slot, &body) {
+        return;
+    }
+    let rel = stub_addr.wrapping_sub(site + 5) as i64;
+    let Ok(rel) = i32::try_from(rel) else { return };
+    let mut jmp = [0u8; 5];
+    jmp[0] = 0xe9;
+    jmp[1..].copy_from_slice(&rel.to_le_bytes());
+    let _ = crate::guestmem::patch_code(site, &jmp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sites() {
+        // mov $0x6e,%eax; syscall
+        assert_eq!(
+            find_site(&[0xb8, 0x6e, 0, 0, 0, 0x0f, 0x05], 0x6e),
+            Some((0, vec![]))
+        );
+        // mov $0xda,%eax; lea 0x52a4(%rip),%rdi; syscall
+        let c = [
+            0xb8, 0xda, 0, 0, 0, 0x48, 0x8d, 0x3d, 0xa4, 0x52, 0, 0, 0x0f, 0x05,
+        ];
+        assert_eq!(find_site(&c, 0xda), Some((0, vec![(5, 7, Some(3))])));
+        // mov $0x9,%eax; xor %edi,%edi; mov $-1,%r8; mov $3,%edx; syscall
+        let c = [
+            0xb8, 9, 0, 0, 0, 0x31, 0xff, 0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0xba, 3, 0, 0,
+            0, 0x0f, 0x05,
+        ];
+        assert_eq!(find_site(&c, 9).map(|s| s.1.len()), Some(3));
+        // Wrong number, a write to rax in between, no syscall: no site.
+        assert_eq!(find_site(&[0xb8, 0x6e, 0, 0, 0, 0x0f, 0x05], 0x27), None);
+        assert_eq!(
+            find_site(&[0xb8, 1, 0, 0, 0, 0x48, 0x89, 0xd0, 0x0f, 0x05], 1),
+            None
+        );
+        assert_eq!(find_site(&[0xb8, 1, 0, 0, 0, 0x90, 0x90], 1), None);
+        // A memory operand (not register-to-register) is not moved.
+        assert_eq!(
+            find_site(&[0xb8, 1, 0, 0, 0, 0x48, 0x89, 0x36, 0x0f, 0x05], 1),
+            None
+        );
+    }
+}

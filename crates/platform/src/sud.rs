@@ -1,0 +1,662 @@
+//! Syscall User Dispatch: the per-thread control block, the SIGSYS entry stub
+//! that switches the FS base between guest and runtime, arming SUD, and the
+//! jump into guest code.
+//!
+//! Every thread that runs guest code owns one aligned block of memory: the
+//! control block at its low end, the alternate signal stack above it. The
+//! entry stub finds the control block by masking its stack pointer, so it
+//! needs neither %fs (which belongs to the guest on entry) nor %gs.
+
+use crate::raw::{check, nr, syscall6};
+use crate::PlatformError;
+use core::arch::{asm, global_asm};
+use std::sync::OnceLock;
+
+/// Size (and alignment) of a thread's control block + alternate signal stack.
+pub const ALT_SIZE: usize = 256 * 1024;
+
+/// Selector value letting syscalls through.
+const SELECTOR_ALLOW: u8 = 0;
+/// Selector value making syscalls from outside myst's text raise SIGSYS.
+const SELECTOR_BLOCK: u8 = 1;
+
+const PR_SET_SYSCALL_USER_DISPATCH: u64 = 59;
+const PR_SYS_DISPATCH_ON: u64 = 1;
+const SIGSYS: u64 = 31;
+const SA_SIGINFO: u64 = 0x4;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+
+/// Per-thread state the entry stub reaches without %fs. Layout is fixed:
+/// the assembly below uses the offsets.
+#[repr(C)]
+pub struct ControlBlock {
+    /// FS base of the runtime's thread (offset 0).
+    runtime_fs: u64,
+    /// FS base of the guest thread, saved on entry, restored on exit (offset 8).
+    guest_fs: u64,
+    /// The SUD selector byte of this thread (offset 16).
+    selector: u8,
+    _pad: [u8; 7],
+    /// Guest GS base as last set by arch_prctl (not installed in hardware).
+    guest_gs: u64,
+    /// Top of this thread's runtime stack for the rewritten-site fast path (offset 32).
+    pub(crate) fast_top: u64,
+    /// This block's own address, for code that reaches it through %gs (offset 40).
+    pub(crate) self_ptr: u64,
+    /// All signals: the mask the fast path blocks with (offset 48).
+    pub(crate) all_mask: u64,
+    /// XSAVE component mask the fast path saves: low half (offset 56).
+    pub(crate) xsave_lo: u32,
+    /// XSAVE component mask: high half (offset 60).
+    pub(crate) xsave_hi: u32,
+}
+
+/// Offset of the XSAVE area (64-byte aligned) from the control block.
+pub(crate) const XSAVE_OFFSET: usize = 4096;
+/// Room for the XSAVE area; the signal stack starts above it.
+pub(crate) const XSAVE_ROOM: usize = 16384;
+
+extern "C" {
+    static __executable_start: u8;
+    static etext: u8;
+    fn myst_sigsys_entry();
+    fn myst_restore_rt();
+}
+
+global_asm!(
+    ".pushsection .text.myst_sigsys_entry,\"ax\",@progbits",
+    ".globl myst_sigsys_entry",
+    ".type myst_sigsys_entry,@function",
+    "myst_sigsys_entry:",
+    // rdi = signo, rsi = siginfo, rdx = ucontext; rsp is on this thread's
+    // alternate stack, so masking it gives the control block.
+    "mov %rsp, %rax",
+    "and ${mask}, %rax",
+    "movb $0, 16(%rax)",
+    "rdfsbase %rcx",
+    "mov %rcx, 8(%rax)",
+    "mov 0(%rax), %rcx",
+    "wrfsbase %rcx",
+    "push %rbp",
+    "mov %rsp, %rbp",
+    "and $-16, %rsp",
+    "mov %rax, %rcx",
+    "call {handler}",
+    "mov %rbp, %rsp",
+    "pop %rbp",
+    "mov %rsp, %rax",
+    "and ${mask}, %rax",
+    // The guest FS base may have been changed by arch_prctl(ARCH_SET_FS).
+    "mov 8(%rax), %rcx",
+    "wrfsbase %rcx",
+    "movb $1, 16(%rax)",
+    // Return into myst_restore_rt (inside the allowed range) which issues
+    // rt_sigreturn.
+    "ret",
+    ".size myst_sigsys_entry, .-myst_sigsys_entry",
+    ".globl myst_restore_rt",
+    ".type myst_restore_rt,@function",
+    "myst_restore_rt:",
+    "mov $15, %eax",
+    "syscall",
+    "ud2",
+    ".size myst_restore_rt, .-myst_restore_rt",
+    ".popsection",
+    mask = const -(ALT_SIZE as i64),
+    handler = sym myst_sigsys_rust,
+    options(att_syntax)
+);
+
+/// Offsets into the kernel's `ucontext` on x86-64.
+const UC_GREGS: usize = 40;
+const UC_SIGMASK: usize = 296;
+const REG_R8: usize = 0;
+const REG_R9: usize = 1;
+const REG_R10: usize = 2;
+const REG_RDI: usize = 8;
+const REG_RSI: usize = 9;
+const REG_RDX: usize = 12;
+const REG_RAX: usize = 13;
+const REG_RSP: usize = 15;
+const REG_RIP: usize = 16;
+
+/// One trapped guest syscall: its number, arguments, and where the result goes.
+pub struct SyscallFrame {
+    uc: *mut u8,
+    cb: *mut ControlBlock,
+    nr: u64,
+    args: [u64; 6],
+}
+
+impl SyscallFrame {
+    fn greg(&self, i: usize) -> u64 {
+        // SAFETY: `uc` is the ucontext the kernel passed to the SIGSYS handler
+        // of this thread; gregs is an array of 23 u64 at UC_GREGS and i < 23.
+        unsafe { (self.uc.add(UC_GREGS + 8 * i) as *const u64).read_unaligned() }
+    }
+
+    fn set_greg(&mut self, i: usize, v: u64) {
+        // SAFETY: as in `greg`; the frame is exclusively ours while the
+        // handler runs, and the kernel reloads it on rt_sigreturn.
+        unsafe { (self.uc.add(UC_GREGS + 8 * i) as *mut u64).write_unaligned(v) }
+    }
+
+    /// Syscall number.
+    pub fn nr(&self) -> u64 {
+        self.nr
+    }
+
+    /// The six argument registers (rdi, rsi, rdx, r10, r8, r9).
+    pub fn args(&self) -> [u64; 6] {
+        self.args
+    }
+
+    /// Sets the value the guest sees in rax (negative errno for failures).
+    pub fn set_return(&mut self, v: i64) {
+        self.set_greg(REG_RAX, v as u64);
+    }
+
+    /// Guest instruction pointer (just after the `syscall` instruction).
+    pub fn ip(&self) -> u64 {
+        self.greg(REG_RIP)
+    }
+
+    /// Guest stack pointer.
+    pub fn sp(&self) -> u64 {
+        self.greg(REG_RSP)
+    }
+
+    /// Changes the guest stack pointer used on return (clone with a new stack).
+    pub fn set_sp(&mut self, sp: u64) {
+        self.set_greg(REG_RSP, sp);
+    }
+
+    /// Makes the syscall return into a fresh program (execve): every
+    /// general register zero, `ip` and `sp` set, FS base 0.
+    pub fn reset_to(&mut self, ip: u64, sp: u64) {
+        for i in 0..=REG_RSP {
+            self.set_greg(i, 0);
+        }
+        self.set_greg(REG_RIP, ip);
+        self.set_greg(REG_RSP, sp);
+        self.set_guest_fs(0);
+        self.set_guest_gs(0);
+    }
+
+    /// Guest FS base (the thread pointer of the guest's libc).
+    pub fn guest_fs(&self) -> u64 {
+        // SAFETY: cb is this thread's control block, valid for the thread's life.
+        unsafe { (*self.cb).guest_fs }
+    }
+
+    /// Changes the guest FS base installed when the syscall returns.
+    pub fn set_guest_fs(&mut self, v: u64) {
+        // SAFETY: as in `guest_fs`; only this thread touches its block.
+        unsafe { (*self.cb).guest_fs = v }
+    }
+
+    /// Guest GS base as recorded (myst keeps %gs for itself unused; the value
+    /// is only remembered).
+    pub fn guest_gs(&self) -> u64 {
+        // SAFETY: as in `guest_fs`.
+        unsafe { (*self.cb).guest_gs }
+    }
+
+    /// Records the guest GS base.
+    pub fn set_guest_gs(&mut self, v: u64) {
+        // SAFETY: as in `guest_fs`.
+        unsafe { (*self.cb).guest_gs = v }
+    }
+
+    /// The signal mask that is restored when the syscall returns.
+    pub fn sigmask(&self) -> u64 {
+        // SAFETY: uc_sigmask is a u64 at UC_SIGMASK in the kernel's ucontext.
+        unsafe { (self.uc.add(UC_SIGMASK) as *const u64).read_unaligned() }
+    }
+
+    /// Sets the signal mask restored on return (SIGSYS is never blocked).
+    pub fn set_sigmask(&mut self, mask: u64) {
+        let mask = mask & !(1u64 << (SIGSYS - 1));
+        // SAFETY: as in `sigmask`.
+        unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write_unaligned(mask) }
+    }
+}
+
+thread_local! {
+    /// This thread's control block (for re-arming SUD after fork).
+    static CONTROL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// In a fork child (called from the syscall handler): arms Syscall User
+/// Dispatch again, which fork does not inherit. The control block and
+/// alternate stack are at the same addresses in the child.
+pub fn rearm_after_fork() -> Result<(), PlatformError> {
+    let cb = CONTROL.with(|c| c.get()) as *mut ControlBlock;
+    if cb.is_null() {
+        return Err(PlatformError::Host("re-arming SUD (no control block)", 22));
+    }
+    arm_sud(cb)
+}
+
+fn arm_sud(cb: *mut ControlBlock) -> Result<(), PlatformError> {
+    let (start, len) = allowed_range();
+    // SAFETY: `selector` lives in the control block, which stays mapped for
+    // the thread's life; the allowed range is our own text.
+    let r = unsafe {
+        syscall6(
+            nr::PRCTL,
+            PR_SET_SYSCALL_USER_DISPATCH,
+            PR_SYS_DISPATCH_ON,
+            start,
+            len,
+            core::ptr::addr_of_mut!((*cb).selector) as u64,
+            0,
+        )
+    };
+    check(r).map_err(|e| PlatformError::Host("prctl(PR_SET_SYSCALL_USER_DISPATCH)", e))?;
+    Ok(())
+}
+
+type Dispatcher = fn(&mut SyscallFrame);
+static DISPATCH: OnceLock<Dispatcher> = OnceLock::new();
+
+/// Registers the function that handles every trapped guest syscall.
+pub fn set_dispatcher(f: Dispatcher) {
+    let _ = DISPATCH.set(f);
+}
+
+extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut ControlBlock) {
+    let mut frame = SyscallFrame {
+        uc,
+        cb,
+        nr: 0,
+        args: [0; 6],
+    };
+    frame.nr = frame.greg(REG_RAX);
+    frame.args = [
+        frame.greg(REG_RDI),
+        frame.greg(REG_RSI),
+        frame.greg(REG_RDX),
+        frame.greg(REG_R10),
+        frame.greg(REG_R8),
+        frame.greg(REG_R9),
+    ];
+    run_dispatcher(&mut frame);
+    crate::rewrite::after_trap(&frame);
+}
+
+/// Runs the registered dispatcher on `frame`; a panic stops the process.
+pub(crate) fn run_dispatcher(frame: &mut SyscallFrame) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match DISPATCH.get() {
+        Some(f) => f(frame),
+        None => frame.set_return(-38),
+    }));
+    if result.is_err() {
+        crate::host::write_stderr(b"myst: internal error in a syscall handler; stopping\n");
+        crate::host::exit_group(134);
+    }
+}
+
+/// Builds the frame of a syscall from a ucontext-shaped register block.
+pub(crate) fn frame_from(uc: *mut u8, cb: *mut ControlBlock) -> SyscallFrame {
+    let mut frame = SyscallFrame {
+        uc,
+        cb,
+        nr: 0,
+        args: [0; 6],
+    };
+    frame.nr = frame.greg(REG_RAX);
+    frame.args = [
+        frame.greg(REG_RDI),
+        frame.greg(REG_RSI),
+        frame.greg(REG_RDX),
+        frame.greg(REG_R10),
+        frame.greg(REG_R8),
+        frame.greg(REG_R9),
+    ];
+    frame
+}
+
+/// The text range that may issue syscalls directly: myst's own code.
+fn allowed_range() -> (u64, u64) {
+    // Linker-defined symbols; only their addresses are taken.
+    let (start, end) = (
+        core::ptr::addr_of!(__executable_start) as u64,
+        core::ptr::addr_of!(etext) as u64,
+    );
+    (start, end.saturating_sub(start))
+}
+
+/// Checks that this CPU and kernel provide what the runtime needs.
+pub fn check_support() -> Result<(), PlatformError> {
+    const AT_HWCAP2: u64 = 26;
+    let hwcap2 = crate::host::getauxval(AT_HWCAP2);
+    if hwcap2 & 2 == 0 {
+        return Err(PlatformError::NoFsgsbase);
+    }
+    Ok(())
+}
+
+/// Allocates this thread's control block and alternate signal stack, installs
+/// the SIGSYS handler and arms Syscall User Dispatch (selector at ALLOW).
+/// Returns the control block.
+fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
+    // Map twice the size and keep the aligned half, so masking the stack
+    // pointer finds the control block.
+    let len = 2 * ALT_SIZE as u64;
+    // SAFETY: anonymous private mapping at a kernel-chosen address.
+    let raw = unsafe { syscall6(nr::MMAP, 0, len, 3, 0x22, u64::MAX, 0) };
+    let base = check(raw).map_err(|e| PlatformError::Host("mmap of the signal stack", e))?;
+    let aligned = (base + ALT_SIZE as u64 - 1) & !(ALT_SIZE as u64 - 1);
+    // SAFETY: unmapping the parts of our own fresh mapping outside the
+    // aligned block; nothing references them.
+    unsafe {
+        if aligned > base {
+            syscall6(nr::MUNMAP, base, aligned - base, 0, 0, 0, 0);
+        }
+        let end = aligned + ALT_SIZE as u64;
+        if base + len > end {
+            syscall6(nr::MUNMAP, end, base + len - end, 0, 0, 0, 0);
+        }
+    }
+    let cb = aligned as *mut ControlBlock;
+    let fs: u64;
+    // SAFETY: rdfsbase is available (check_support); reads our FS base.
+    unsafe { asm!("rdfsbase {}", out(reg) fs, options(nomem, nostack)) };
+    // SAFETY: cb points to the start of a fresh, writable, zeroed mapping of
+    // ALT_SIZE bytes, large enough for a ControlBlock.
+    unsafe {
+        cb.write(ControlBlock {
+            runtime_fs: fs,
+            guest_fs: 0,
+            selector: SELECTOR_ALLOW,
+            _pad: [0; 7],
+            guest_gs: 0,
+            fast_top: aligned + ALT_SIZE as u64,
+            self_ptr: aligned,
+            all_mask: !0,
+            xsave_lo: crate::rewrite::xsave_mask() as u32,
+            xsave_hi: (crate::rewrite::xsave_mask() >> 32) as u32,
+        });
+    }
+    // %gs points at the control block: the fast path of rewritten syscall
+    // sites finds it there (the guest's own GS base is only recorded).
+    // SAFETY: wrgsbase is available (check_support); GS is unused by the
+    // runtime and by the C libraries the guests use.
+    unsafe { asm!("wrgsbase {}", in(reg) aligned, options(nomem, nostack)) };
+    // stack_t { ss_sp, ss_flags, ss_size }; the control block's page and
+    // the XSAVE area are excluded.
+    let low = (XSAVE_OFFSET + XSAVE_ROOM) as u64;
+    let ss: [u64; 3] = [aligned + low, 0, ALT_SIZE as u64 - low];
+    // SAFETY: `ss` is a valid stack_t describing memory we own for the thread's life.
+    let r = unsafe { syscall6(nr::SIGALTSTACK, ss.as_ptr() as u64, 0, 0, 0, 0, 0) };
+    check(r).map_err(|e| PlatformError::Host("sigaltstack", e))?;
+    install_sigsys()?;
+    CONTROL.with(|c| c.set(cb as usize));
+    arm_sud(cb)?;
+    Ok(cb)
+}
+
+fn install_sigsys() -> Result<(), PlatformError> {
+    // Kernel k_sigaction: handler, flags, restorer, mask. All signals are
+    // blocked while the handler runs, so no guest signal handler can
+    // interrupt runtime code (and run with the runtime's FS base).
+    let act: [u64; 4] = [
+        myst_sigsys_entry as *const () as u64,
+        SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
+        myst_restore_rt as *const () as u64,
+        !0u64,
+    ];
+    // SAFETY: `act` is a valid kernel sigaction; the handler and restorer are
+    // our assembly functions.
+    let r = unsafe { syscall6(nr::RT_SIGACTION, SIGSYS, act.as_ptr() as u64, 0, 8, 0, 0) };
+    check(r)
+        .map(|_| ())
+        .map_err(|e| PlatformError::Host("rt_sigaction(SIGSYS)", e))
+}
+
+/// The address of myst's restorer (for guest signal handlers: their return
+/// then issues rt_sigreturn from inside the allowed range).
+pub fn restorer_address() -> u64 {
+    myst_restore_rt as *const () as u64
+}
+
+/// Arms SUD on the calling thread and jumps to guest code at `entry` with the
+/// stack pointer `sp` and FS base 0. Never returns: the guest leaves through
+/// exit/exit_group, which the dispatcher handles.
+pub fn enter_guest(entry: u64, sp: u64) -> Result<std::convert::Infallible, PlatformError> {
+    check_support()?;
+    let cb = arm_thread()?;
+    // SAFETY: from here on the thread belongs to the guest. The selector
+    // write makes later syscalls from guest code trap; the remaining
+    // instructions of this block are in myst's text (allowed range). The
+    // Rust stack of this function is abandoned, never returned to.
+    unsafe {
+        asm!(
+            "movb ${block}, 16(%rdi)",
+            "mov %rsi, %rsp",
+            "xor %eax, %eax",
+            "wrfsbase %rax",
+            "xor %ebx, %ebx",
+            "xor %ecx, %ecx",
+            "xor %edx, %edx",
+            "xor %esi, %esi",
+            "xor %edi, %edi",
+            "xor %ebp, %ebp",
+            "xor %r8d, %r8d",
+            "xor %r9d, %r9d",
+            "xor %r10d, %r10d",
+            "xor %r11d, %r11d",
+            "xor %r12d, %r12d",
+            "xor %r13d, %r13d",
+            "xor %r14d, %r14d",
+            "jmp *%r15",
+            block = const SELECTOR_BLOCK,
+            in("rdi") cb,
+            in("rsi") sp,
+            in("r15") entry,
+            options(att_syntax, noreturn)
+        )
+    }
+}
+
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: i32) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill takes no pointers.
+        unsafe { syscall6(nr::KILL, pid as u64, sig as u64, 0, 0, 0, 0) };
+    }
+}
+
+/// In the parent: waits for the guest process `child`, forwarding SIGTERM,
+/// SIGHUP, SIGUSR1 and SIGUSR2 to it and ignoring the terminal's SIGINT and
+/// SIGQUIT (they reach the child directly). Returns the exit status, or
+/// 128+N if signal N killed the child.
+pub fn supervise(child: i32) -> Result<i32, i32> {
+    CHILD.store(child, std::sync::atomic::Ordering::Relaxed);
+    for sig in [2u64, 3] {
+        let act: [u64; 4] = [
+            1, /* SIG_IGN */
+            SA_RESTORER,
+            myst_restore_rt as *const () as u64,
+            0,
+        ];
+        // SAFETY: valid k_sigaction ignoring the signal.
+        unsafe { syscall6(nr::RT_SIGACTION, sig, act.as_ptr() as u64, 0, 8, 0, 0) };
+    }
+    for sig in [1u64, 10, 12, 15] {
+        let act: [u64; 4] = [
+            forward_signal as *const () as u64,
+            SA_RESTORER | 0x1000_0000, /* SA_RESTART */
+            myst_restore_rt as *const () as u64,
+            0,
+        ];
+        // SAFETY: valid k_sigaction; forward_signal only calls kill.
+        unsafe { syscall6(nr::RT_SIGACTION, sig, act.as_ptr() as u64, 0, 8, 0, 0) };
+    }
+    loop {
+        match crate::host::wait4(child, 0) {
+            Ok((_, status)) => {
+                let sig = status & 0x7f;
+                if sig == 0 {
+                    return Ok((status >> 8) & 0xff);
+                }
+                if sig != 0x7f {
+                    return Ok(128 + sig);
+                }
+            }
+            Err(4) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs `f` (a host call that may block) with the signals in `unblock`
+/// deliverable, then blocks all signals again as the SIGSYS handler
+/// expects. Only pass signals whose disposition runs no guest code (default
+/// or ignore): they may arrive while runtime code runs, so e.g. Ctrl-C can
+/// end a program waiting on its terminal.
+pub fn interruptible<R>(unblock: u64, f: impl FnOnce() -> R) -> R {
+    let unblock = unblock & !(1u64 << (SIGSYS - 1));
+    if unblock == 0 {
+        return f();
+    }
+    let mask: u64 = !unblock;
+    // SAFETY: rt_sigprocmask(SIG_SETMASK) with a valid 8-byte mask.
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            2,
+            &mask as *const u64 as u64,
+            0,
+            8,
+            0,
+            0,
+        )
+    };
+    let r = f();
+    let all: u64 = !0;
+    // SAFETY: as above.
+    unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &all as *const u64 as u64, 0, 8, 0, 0) };
+    r
+}
+
+/// Number of general registers in a ucontext.
+pub const NGREG: usize = 23;
+/// Index of rax in [`SyscallFrame::regs`].
+pub const REG_INDEX_RAX: usize = REG_RAX;
+/// Index of rsp in [`SyscallFrame::regs`].
+pub const REG_INDEX_RSP: usize = REG_RSP;
+/// Index of rip in [`SyscallFrame::regs`].
+pub const REG_INDEX_RIP: usize = REG_RIP;
+
+impl SyscallFrame {
+    /// All general registers of the trapped guest thread (ucontext order).
+    pub fn regs(&self) -> [u64; NGREG] {
+        let mut r = [0u64; NGREG];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = self.greg(i);
+        }
+        r
+    }
+}
+
+/// Starts a new guest thread (clone with CLONE_VM|CLONE_THREAD): a host
+/// thread that arms SUD for itself, then continues guest code with `regs`
+/// (rip, rsp and rax already set for the child), FS base `fs` and signal
+/// mask `sigmask`. `clear_tid` (0 for none) is cleared and woken by the host
+/// kernel when the thread exits (CLONE_CHILD_CLEARTID). `before_start`
+/// runs in the parent once the thread exists and before it runs guest code
+/// (to write the tid where the guest asked). Returns the new thread's id.
+pub fn spawn_thread(
+    regs: [u64; NGREG],
+    fs: u64,
+    sigmask: u64,
+    clear_tid: u64,
+    before_start: impl FnOnce(i32),
+) -> Result<i32, PlatformError> {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<Result<i32, PlatformError>>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    crate::rewrite::mark_threaded();
+    std::thread::Builder::new()
+        .name("guest".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let cb = match arm_thread() {
+                Ok(cb) => cb,
+                Err(e) => {
+                    let _ = tid_tx.send(Err(e));
+                    return;
+                }
+            };
+            // SAFETY: gettid takes no arguments.
+            let tid = unsafe { syscall6(nr::GETTID, 0, 0, 0, 0, 0, 0) } as i32;
+            if clear_tid != 0 {
+                // SAFETY: the kernel writes 0 to this guest word at thread
+                // exit; the caller validated it as guest memory.
+                unsafe { syscall6(218, clear_tid, 0, 0, 0, 0, 0) };
+            }
+            let _ = tid_tx.send(Ok(tid));
+            if go_rx.recv().is_err() {
+                return;
+            }
+            let mask = sigmask & !(1u64 << (SIGSYS - 1));
+            // SAFETY: rt_sigprocmask(SIG_SETMASK) with a valid 8-byte mask.
+            unsafe {
+                syscall6(
+                    nr::RT_SIGPROCMASK,
+                    2,
+                    &mask as *const u64 as u64,
+                    0,
+                    8,
+                    0,
+                    0,
+                )
+            };
+            let regs = regs;
+            // SAFETY: from here on this host thread belongs to the guest;
+            // its Rust stack is abandoned. The selector write makes later
+            // guest syscalls trap; every instruction of this block is in
+            // myst's text. The return address is pushed just below the
+            // child's fresh stack pointer, which nothing uses yet.
+            unsafe {
+                asm!(
+                    "movb $1, 16(%rdi)",
+                    "wrfsbase %rsi",
+                    "mov 128(%rax), %rcx",
+                    "mov 120(%rax), %rsp",
+                    "push %rcx",
+                    "mov 0(%rax), %r8",
+                    "mov 8(%rax), %r9",
+                    "mov 16(%rax), %r10",
+                    "mov 24(%rax), %r11",
+                    "mov 32(%rax), %r12",
+                    "mov 40(%rax), %r13",
+                    "mov 48(%rax), %r14",
+                    "mov 56(%rax), %r15",
+                    "mov 64(%rax), %rdi",
+                    "mov 72(%rax), %rsi",
+                    "mov 80(%rax), %rbp",
+                    "mov 88(%rax), %rbx",
+                    "mov 96(%rax), %rdx",
+                    "mov 112(%rax), %rcx",
+                    "mov 104(%rax), %rax",
+                    "ret",
+                    in("rax") regs.as_ptr(),
+                    in("rdi") cb,
+                    in("rsi") fs,
+                    options(att_syntax, noreturn)
+                )
+            }
+        })
+        .map_err(|_| PlatformError::Host("creating a thread", 11))?;
+    let tid = tid_rx
+        .recv()
+        .map_err(|_| PlatformError::Host("starting a thread", 11))??;
+    before_start(tid);
+    let _ = go_tx.send(());
+    Ok(tid)
+}

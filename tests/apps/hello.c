@@ -1,0 +1,10 @@
+/* Prints a greeting and its arguments. */
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    printf("Hello World!\n");
+    for (int i = 1; i < argc; i++)
+        printf("arg %d: %s\n", i, argv[i]);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* Signals arriving while the program makes syscalls in a loop (through
+ * rewritten sites and the SIGSYS path alike): a child process sends
+ * SIGUSR1 to its parent many times; the parent's handler makes syscalls
+ * too and uses floating point; the parent checks its state afterwards. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got;
+static volatile double acc;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got++;
+    acc += 0.5;
+    getpid();
+}
+
+int main(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < 2000; i++) {
+            kill(parent, SIGUSR1);
+            if (i % 64 == 0)
+                usleep(100);
+        }
+        _exit(0);
+    }
+    int fd = open("/dev/null", O_WRONLY);
+    double x = 1.0;
+    long calls = 0;
+    struct stat st;
+    for (int i = 0; i < 200000; i++) {
+        x = x * 1.0000001 + 0.25;
+        if (getppid() <= 0 || write(fd, "x", 1) != 1 || fstat(fd, &st) != 0) {
+            printf("syscall failed at %d\n", i);
+            return 1;
+        }
+        calls += 3;
+        if (i % 10000 == 0) {
+            int status;
+            if (waitpid(child, &status, WNOHANG) == child)
+                child = -1;
+        }
+    }
+    if (child > 0)
+        waitpid(child, NULL, 0);
+    printf("calls=%ld fp-ok=%d handler-ran=%d fp-in-handler-ok=%d\n", calls, x > 1.0, got > 0, acc == got * 0.5);
+    return 0;
+}
