@@ -204,9 +204,9 @@ impl HostFs {
             blocks: st.st_blocks as u64,
             blksize: st.st_blksize as u32,
             rdev: st.st_rdev,
-            atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
-            mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            atime: ts(st.st_atime, st.st_atime_nsec as i64),
+            mtime: ts(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: ts(st.st_ctime, st.st_ctime_nsec as i64),
         }
     }
 
