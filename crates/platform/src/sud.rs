@@ -691,7 +691,24 @@ pub fn spawn_thread(
     let (tid_tx, tid_rx) = std::sync::mpsc::channel::<Result<i32, PlatformError>>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     crate::rewrite::mark_threaded();
-    std::thread::Builder::new()
+    // The new host thread inherits the creator's signal mask: block
+    // everything around its creation, so no guest signal reaches it before
+    // it has its own control block and sets the guest's mask.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask(SIG_SETMASK) with valid 8-byte masks.
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            2,
+            &all as *const u64 as u64,
+            &mut old as *mut u64 as u64,
+            8,
+            0,
+            0,
+        )
+    };
+    let spawned = std::thread::Builder::new()
         .name("guest".into())
         .stack_size(256 * 1024)
         .spawn(move || {
@@ -761,8 +778,10 @@ pub fn spawn_thread(
                     options(att_syntax, noreturn)
                 )
             }
-        })
-        .map_err(|_| PlatformError::Host("creating a thread", 11))?;
+        });
+    // SAFETY: restores the mask saved above.
+    unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &old as *const u64 as u64, 0, 8, 0, 0) };
+    spawned.map_err(|_| PlatformError::Host("creating a thread", 11))?;
     let tid = tid_rx
         .recv()
         .map_err(|_| PlatformError::Host("starting a thread", 11))??;
