@@ -306,6 +306,15 @@ fn simple_insn(code: &[u8]) -> Option<(usize, Option<usize>)> {
             }
             Some((p + 2, None))
         }
+        0x8b if modrm? >> 6 == 1 && modrm? & 7 == 4 => {
+            // mov disp8(%rsp), reg: a stack argument (the stub runs on the
+            // same stack).
+            let m = modrm?;
+            if *rest.get(2)? != 0x24 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
+                return None;
+            }
+            Some((p + 4, None))
+        }
         0x8b | 0x33 => {
             let m = modrm?;
             if m >> 6 != 3 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
@@ -368,6 +377,49 @@ fn find_site(code: &[u8], nr_: u32) -> Option<(usize, Vec<(usize, usize, Option<
     None
 }
 
+/// Finds a straight-line function whose first instruction loads rax from
+/// another register and that ends in the `syscall` at `code[len-2..]` (the
+/// shape of musl's `__syscall_cp_c` and glibc's `syscall()`): the function
+/// starts 16-byte aligned after padding or a `ret`, and its first five
+/// bytes (function entries are not jumped into past their start) become
+/// the jump. Returns the start and all instructions before the syscall.
+#[allow(clippy::type_complexity)]
+fn find_func_site(code: &[u8], base: u64) -> Option<(usize, Vec<(usize, usize, Option<usize>)>)> {
+    let sys = code.len().checked_sub(2)?;
+    if code[sys..] != [0x0f, 0x05] {
+        return None;
+    }
+    for start in (1..=sys.checked_sub(5)?).rev() {
+        if !(base + start as u64).is_multiple_of(16)
+            || !matches!(code[start - 1], 0xc3 | 0x90 | 0xcc | 0x00)
+        {
+            continue;
+        }
+        // mov %reg, %rax (REX.W 89 /r with rm = rax, or REX.W 8b /r with reg = rax).
+        let (rex, op, m) = (code[start], code[start + 1], code[start + 2]);
+        let first_ok = (rex == 0x48 || rex == 0x4c)
+            && m >> 6 == 3
+            && ((op == 0x89 && m & 7 == 0 && (m >> 3) & 7 != 4)
+                || (op == 0x8b && (m >> 3) & 7 == 0 && m & 7 != 4 && rex == 0x48));
+        if !first_ok {
+            continue;
+        }
+        let mut insns = vec![(start, 3, None)];
+        let mut at = start + 3;
+        while at < sys && insns.len() < 9 {
+            let Some((len, disp)) = simple_insn(&code[at..sys]) else {
+                break;
+            };
+            insns.push((at, len, disp));
+            at += len;
+        }
+        if at == sys {
+            return Some((start, insns));
+        }
+    }
+    None
+}
+
 /// After a trapped syscall: rewrite its site if it is `mov $nr, %eax; syscall`.
 pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     if !enabled() || THREADED.load(Ordering::Relaxed) {
@@ -397,14 +449,29 @@ pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     }
     code.truncate(window as usize);
     let base = ret - window;
-    let Some((start, mids)) = find_site(&code, nr_ as u32) else {
+    // Either `mov $nr, %eax; [simple]; syscall` (the mov becomes the jump)
+    // or a straight-line function entry (its first instructions do).
+    let (start, insns) = if let Some((start, mids)) = find_site(&code, nr_ as u32) {
+        let mut all = vec![(start, 5, None)];
+        all.extend(mids);
+        (start, all)
+    } else if let Some(found) = find_func_site(&code, base) {
+        found
+    } else {
         return;
     };
     let site = base + start as u64;
+    // Bytes replaced: the jump, then int3 up to the end of the last
+    // instruction it overlaps.
+    let mut patch_len = 0;
+    for &(off, len, _) in &insns {
+        if off < start + 5 {
+            patch_len = off + len - start;
+        }
+    }
     let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(&code[start..start + 5]); // mov $nr, %eax
     let mut fixups = Vec::new();
-    for &(off, len, disp) in &mids {
+    for &(off, len, disp) in &insns {
         let at = body.len();
         body.extend_from_slice(&code[off..off + len]);
         if let Some(d) = disp {
@@ -439,9 +506,9 @@ pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     }
     let rel = stub_addr.wrapping_sub(site + 5) as i64;
     let Ok(rel) = i32::try_from(rel) else { return };
-    let mut jmp = [0u8; 5];
+    let mut jmp = vec![0xccu8; patch_len.max(5)];
     jmp[0] = 0xe9;
-    jmp[1..].copy_from_slice(&rel.to_le_bytes());
+    jmp[1..5].copy_from_slice(&rel.to_le_bytes());
     let _ = crate::guestmem::patch_code(site, &jmp);
 }
 
@@ -474,6 +541,17 @@ mod tests {
             None
         );
         assert_eq!(find_site(&[0xb8, 1, 0, 0, 0, 0x90, 0x90], 1), None);
+        // musl's __syscall_cp_c: mov %rdi,%rax; mov %r8,%r10; mov %rsi,%rdi;
+        // mov %r9,%r8; mov %rdx,%rsi; mov 8(%rsp),%r9; mov %rcx,%rdx; syscall
+        let f = [
+            0xc3, 0x48, 0x89, 0xf8, 0x4d, 0x89, 0xc2, 0x48, 0x89, 0xf7, 0x4d, 0x89, 0xc8, 0x48,
+            0x89, 0xd6, 0x4c, 0x8b, 0x4c, 0x24, 0x08, 0x48, 0x89, 0xca, 0x0f, 0x05,
+        ];
+        assert_eq!(
+            find_func_site(&f, 0x403fff).map(|s| (s.0, s.1.len())),
+            Some((1, 7))
+        );
+        assert_eq!(find_func_site(&f, 0x404000), None, "not 16-byte aligned");
         // A memory operand (not register-to-register) is not moved.
         assert_eq!(
             find_site(&[0xb8, 1, 0, 0, 0, 0x48, 0x89, 0x36, 0x0f, 0x05], 1),
