@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,16 @@ static void on_usr1(int sig)
     got++;
     acc += 0.5;
     getpid();
+}
+
+static volatile sig_atomic_t ticks;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    for (int i = 0; i < 10; i++)
+        getppid(); /* syscalls from a handler, through rewritten sites */
+    ticks++;
 }
 
 int main(void)
@@ -57,6 +68,24 @@ int main(void)
     }
     if (child > 0)
         waitpid(child, NULL, 0);
-    printf("calls=%ld fp-ok=%d handler-ran=%d fp-in-handler-ok=%d\n", calls, x > 1.0, got > 0, acc == got * 0.5);
+    /* A fast interval timer whose handler makes syscalls, while the main
+     * loop makes syscalls too. */
+    struct sigaction ta;
+    memset(&ta, 0, sizeof ta);
+    ta.sa_handler = on_alarm;
+    ta.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &ta, NULL);
+    struct itimerval it = {{0, 200}, {0, 200}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    for (int i = 0; i < 100000; i++) {
+        if (getppid() <= 0 || fstat(fd, &st) != 0) {
+            printf("syscall failed under the timer at %d\n", i);
+            return 1;
+        }
+        x = x * 1.0000001 + 0.25;
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("calls=%ld fp-ok=%d handler-ran=%d fp-in-handler-ok=%d timer-ran=%d\n", calls, x > 1.0, got > 0, acc == got * 0.5, ticks > 0);
     return 0;
 }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub struct HostFs {
     paths: Mutex<HashMap<Ino, PathBuf>>,
     files: Mutex<HashMap<Ino, Arc<File>>>,
     wfiles: Mutex<HashMap<Ino, Arc<File>>>,
+    /// O_PATH descriptors of directories: a lookup is one fstatat of one
+    /// name instead of a walk of the whole host path.
+    dirs: Mutex<HashMap<Ino, Arc<OwnedFd>>>,
 }
 
 fn errno(e: io::Error) -> Errno {
@@ -67,6 +71,7 @@ impl HostFs {
             paths: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             wfiles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
         };
         let ino = fs.ino_of(&md);
         lock(&fs.paths).insert(ino, root);
@@ -154,6 +159,57 @@ impl HostFs {
         Ok(f)
     }
 
+    fn dir_fd(&self, ino: Ino) -> FsResult<Arc<OwnedFd>> {
+        if let Some(f) = lock(&self.dirs).get(&ino) {
+            return Ok(f.clone());
+        }
+        let path = self.path(ino)?;
+        let fd = rustix::fs::open(
+            &path,
+            rustix::fs::OFlags::PATH
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Errno {
+            code: e.raw_os_error(),
+            msg: "",
+        })?;
+        let fd = Arc::new(fd);
+        let mut dirs = lock(&self.dirs);
+        if dirs.len() >= MAX_OPEN {
+            dirs.clear();
+        }
+        dirs.insert(ino, fd.clone());
+        Ok(fd)
+    }
+
+    fn attr_of_stat(&self, st: &rustix::fs::Stat) -> Attr {
+        let dev = st.st_dev;
+        let ino = if dev == self.root_dev {
+            st.st_ino
+        } else {
+            st.st_ino ^ dev.rotate_left(40)
+        };
+        let mode = st.st_mode;
+        Attr {
+            ino,
+            kind: FileType::from_mode(mode).unwrap_or(FileType::Regular),
+            perm: mode & 0o7777,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            blksize: st.st_blksize as u32,
+            rdev: st.st_rdev,
+            atime: ts(st.st_atime, st.st_atime_nsec as i64),
+            mtime: ts(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: ts(st.st_ctime, st.st_ctime_nsec as i64),
+        }
+    }
+
     fn forget_file(&self, ino: Ino) {
         lock(&self.files).remove(&ino);
         lock(&self.wfiles).remove(&ino);
@@ -191,7 +247,26 @@ impl FileSystem for HostFs {
                 if name.len() > 255 {
                     return Err(Errno::ENAMETOOLONG);
                 }
-                self.record(self.child(dir, name)?)
+                let path = self.child(dir, name)?;
+                let fd = self.dir_fd(dir)?;
+                let st = rustix::fs::statat(
+                    &*fd,
+                    OsStr::from_bytes(name),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| Errno {
+                    code: e.raw_os_error(),
+                    msg: "",
+                })?;
+                let a = self.attr_of_stat(&st);
+                let mut paths = lock(&self.paths);
+                match paths.get(&a.ino) {
+                    Some(p) if *p == path => {}
+                    _ => {
+                        paths.insert(a.ino, path);
+                    }
+                }
+                Ok(a)
             }
         }
     }
@@ -345,6 +420,7 @@ impl FileSystem for HostFs {
         }
         fs::remove_dir(&path).map_err(errno)?;
         lock(&self.paths).remove(&self.ino_of(&md));
+        lock(&self.dirs).remove(&self.ino_of(&md));
         Ok(())
     }
 
@@ -355,6 +431,7 @@ impl FileSystem for HostFs {
             self.forget_file(self.ino_of(&md));
         }
         fs::rename(&from, &to).map_err(errno)?;
+        // O_PATH descriptors follow the directory itself; only paths move.
         // Recorded paths at or below the old name move with it.
         let mut paths = lock(&self.paths);
         for p in paths.values_mut() {

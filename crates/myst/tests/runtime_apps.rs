@@ -317,7 +317,7 @@ fn signals_during_syscall_loops_with_and_without_rewriting() {
             assert_ok(&out, &bin);
             assert_eq!(
                 text(&out),
-                "calls=600000 fp-ok=1 handler-ran=1 fp-in-handler-ok=1\n",
+                "calls=600000 fp-ok=1 handler-ran=1 fp-in-handler-ok=1 timer-ran=1\n",
                 "{bin} rewrite={rewrite}"
             );
         }

@@ -5,13 +5,16 @@
 //! not rewritten, and the `syscall` instruction stays in place, so a jump
 //! into the middle of the sequence still traps.
 //!
-//! The fast path keeps the guarantees of the SIGSYS path: signals are
-//! blocked while runtime code runs and runtime stacks are in use (the only
-//! windows with signals deliverable are on the guest stack, below its red
-//! zone); the FS base is switched; vector state is saved with XSAVE; the
-//! return restores registers exactly as a syscall does (rcx = return
-//! address, r11 = rflags). Sites are rewritten only while the process has
-//! a single thread, so no thread can execute a half-written instruction.
+//! The fast path keeps the guarantees of the SIGSYS path without changing
+//! the signal mask: while it runs runtime code or uses the runtime stack, a
+//! flag in the thread's control block makes the guest-handler trampoline
+//! record signals instead of running guest code; they are re-raised with
+//! tgkill once the guest's registers, stack and FS base are back (on the
+//! guest stack, below its red zone). The FS base is switched; vector state
+//! is saved with XSAVEOPT; the return restores registers exactly as a
+//! syscall does (rcx = return address, r11 = rflags). Sites are rewritten
+//! only while the process has a single thread, so no thread can execute a
+//! half-written instruction.
 
 use crate::raw::{check, nr, syscall6};
 use crate::sud::{self, ControlBlock, XSAVE_OFFSET, XSAVE_ROOM};
@@ -47,6 +50,10 @@ pub(crate) fn xsave_mask() -> u64 {
         // CPUID.1:ECX bit 26 (XSAVE) and 27 (OSXSAVE).
         let c1 = core::arch::x86_64::__cpuid(1);
         if c1.ecx & (3 << 26) != 3 << 26 {
+            return 0;
+        }
+        // XSAVEOPT (CPUID.(0xD,1):EAX bit 0).
+        if core::arch::x86_64::__cpuid_count(0xd, 1).eax & 1 == 0 {
             return 0;
         }
         let xcr0: u64;
@@ -86,58 +93,32 @@ global_asm!(
     ".type myst_fast_entry,@function",
     "myst_fast_entry:",
     // In: rax = nr, rcx = return address, r11 free; guest rsp, FS, flags.
-    // Stash what the signal-blocking syscall needs below the red zone.
-    "lea -192(%rsp), %r11",
-    "mov %rax, 0(%r11)",
-    "mov %rdi, 8(%r11)",
-    "mov %rsi, 16(%r11)",
-    "mov %rdx, 24(%r11)",
-    "mov %r10, 32(%r11)",
-    "mov %rcx, 40(%r11)",
-    "mov %rsp, 48(%r11)",
-    "mov %r11, %rsp",
-    // rt_sigprocmask(SIG_SETMASK, &cb.all_mask, &stash.old, 8); flags are
-    // preserved across syscall.
-    "mov $14, %eax",
-    "mov $2, %edi",
-    "mov %gs:40, %rsi",
-    "lea 48(%rsi), %rsi",
-    "lea 56(%rsp), %rdx",
-    "mov $8, %r10d",
-    "syscall",
-    // Signals blocked: move to the runtime stack and build the frame.
+    // From here until the guest state is back, guest signal handlers are
+    // deferred (the trampoline records them in %gs:72).
+    "movq $1, %gs:64",
     "mov %rsp, %r11",
     "mov %gs:32, %rsp",
     "lea -512(%rsp), %rsp",
+    "mov %rax, 144(%rsp)",
     "pushfq",
     "pop %rax",
     "mov %rax, 176(%rsp)",
     "mov %rax, 64(%rsp)",
+    "mov %r11, 160(%rsp)",
+    "mov %rcx, 152(%rsp)",
+    "mov %rcx, 168(%rsp)",
     "mov %r8, 40(%rsp)",
     "mov %r9, 48(%rsp)",
+    "mov %r10, 56(%rsp)",
     "mov %r12, 72(%rsp)",
     "mov %r13, 80(%rsp)",
     "mov %r14, 88(%rsp)",
     "mov %r15, 96(%rsp)",
+    "mov %rdi, 104(%rsp)",
+    "mov %rsi, 112(%rsp)",
     "mov %rbp, 120(%rsp)",
     "mov %rbx, 128(%rsp)",
-    "mov 0(%r11), %rax",
-    "mov %rax, 144(%rsp)",
-    "mov 8(%r11), %rax",
-    "mov %rax, 104(%rsp)",
-    "mov 16(%r11), %rax",
-    "mov %rax, 112(%rsp)",
-    "mov 24(%r11), %rax",
-    "mov %rax, 136(%rsp)",
-    "mov 32(%r11), %rax",
-    "mov %rax, 56(%rsp)",
-    "mov 40(%r11), %rax",
-    "mov %rax, 152(%rsp)",
-    "mov %rax, 168(%rsp)",
-    "mov 48(%r11), %rax",
-    "mov %rax, 160(%rsp)",
-    "mov 56(%r11), %rax",
-    "mov %rax, 296(%rsp)",
+    "mov %rdx, 136(%rsp)",
     "mov %rsp, %r12",
     "mov %gs:40, %rbx",
     // Runtime mode: selector ALLOW, runtime FS base, vector state saved.
@@ -148,7 +129,7 @@ global_asm!(
     "wrfsbase %rax",
     "mov 56(%rbx), %eax",
     "mov 60(%rbx), %edx",
-    "xsave64 {xsave}(%rbx)",
+    "xsaveopt64 {xsave}(%rbx)",
     "mov %r12, %rdi",
     "mov %rbx, %rsi",
     "call {handler}",
@@ -158,54 +139,79 @@ global_asm!(
     "mov 8(%rbx), %rax",
     "wrfsbase %rax",
     "movb $1, 16(%rbx)",
-    // Guest flags now (nothing below changes them; syscall preserves them).
-    "push 176(%r12)",
-    "popfq",
-    // Stash below the guest's red zone what the unblocking syscall clobbers.
+    // Stash below the guest's red zone what the return (and the delivery
+    // of deferred signals) needs, then leave the runtime stack.
     "mov 160(%r12), %r11",
     "lea -192(%r11), %r11",
     "mov 144(%r12), %rax",
     "mov %rax, 0(%r11)",
-    "mov 104(%r12), %rax",
-    "mov %rax, 8(%r11)",
-    "mov 112(%r12), %rax",
-    "mov %rax, 16(%r11)",
-    "mov 136(%r12), %rax",
-    "mov %rax, 24(%r11)",
-    "mov 56(%r12), %rax",
-    "mov %rax, 32(%r11)",
     "mov 168(%r12), %rax",
     "mov %rax, 40(%r11)",
     "mov 176(%r12), %rax",
     "mov %rax, 48(%r11)",
-    "mov 296(%r12), %rax",
-    "mov %rax, 56(%r11)",
     "mov 40(%r12), %r8",
     "mov 48(%r12), %r9",
+    "mov 56(%r12), %r10",
     "mov 80(%r12), %r13",
     "mov 88(%r12), %r14",
     "mov 96(%r12), %r15",
+    "mov 104(%r12), %rdi",
+    "mov 112(%r12), %rsi",
     "mov 120(%r12), %rbp",
     "mov 128(%r12), %rbx",
+    "mov 136(%r12), %rdx",
     "mov %r11, %rsp",
     "mov 72(%r12), %r12",
-    // rt_sigprocmask(SIG_SETMASK, &stash.mask, NULL, 8): signals may arrive
-    // from here on, on the guest stack below the red zone.
-    "mov $14, %eax",
-    "mov $2, %edi",
-    "lea 56(%rsp), %rsi",
-    "mov $0, %edx",
-    "mov $8, %r10d",
-    "syscall",
+    // Guest mode again: signals go straight to guest handlers, on the guest
+    // stack below the stash.
+    "movq $0, %gs:64",
+    "cmpq $0, %gs:72",
+    "jne 3f",
+    "2:",
+    "pushq 48(%rsp)",
+    "popfq",
     "mov 0(%rsp), %rax",
-    "mov 8(%rsp), %rdi",
-    "mov 16(%rsp), %rsi",
-    "mov 24(%rsp), %rdx",
-    "mov 32(%rsp), %r10",
     "mov 40(%rsp), %rcx",
     "mov 48(%rsp), %r11",
     "lea 192(%rsp), %rsp",
     "jmp *%rcx",
+    // Deliver the deferred signals with tgkill; each runs its guest
+    // handler as the tgkill returns.
+    "3:",
+    "mov %rdi, 8(%rsp)",
+    "mov %rsi, 16(%rsp)",
+    "mov %rdx, 24(%rsp)",
+    "mov %r10, 32(%rsp)",
+    "4:",
+    "xor %eax, %eax",
+    "xchg %rax, %gs:72",
+    "test %rax, %rax",
+    "jz 6f",
+    "mov %rax, 56(%rsp)",
+    "5:",
+    "mov 56(%rsp), %rax",
+    "test %rax, %rax",
+    "jz 4b",
+    "bsf %rax, %rcx",
+    "btr %rcx, %rax",
+    "mov %rax, 56(%rsp)",
+    "lea 1(%rcx), %r10",
+    "mov $39, %eax",
+    "syscall",
+    "mov %rax, %rdi",
+    "mov $186, %eax",
+    "syscall",
+    "mov %rax, %rsi",
+    "mov %r10, %rdx",
+    "mov $234, %eax",
+    "syscall",
+    "jmp 5b",
+    "6:",
+    "mov 8(%rsp), %rdi",
+    "mov 16(%rsp), %rsi",
+    "mov 24(%rsp), %rdx",
+    "mov 32(%rsp), %r10",
+    "jmp 2b",
     ".size myst_fast_entry, .-myst_fast_entry",
     ".popsection",
     xsave = const XSAVE_OFFSET,
@@ -214,7 +220,7 @@ global_asm!(
 );
 
 extern "C" fn myst_fast_rust(uc: *mut u8, cb: *mut ControlBlock) {
-    let mut frame = sud::frame_from(uc, cb);
+    let mut frame = sud::frame_from(uc, cb, true);
     sud::run_dispatcher(&mut frame);
 }
 
@@ -300,6 +306,15 @@ fn simple_insn(code: &[u8]) -> Option<(usize, Option<usize>)> {
             }
             Some((p + 2, None))
         }
+        0x8b if modrm? >> 6 == 1 && modrm? & 7 == 4 => {
+            // mov disp8(%rsp), reg: a stack argument (the stub runs on the
+            // same stack).
+            let m = modrm?;
+            if *rest.get(2)? != 0x24 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
+                return None;
+            }
+            Some((p + 4, None))
+        }
         0x8b | 0x33 => {
             let m = modrm?;
             if m >> 6 != 3 || bad_dest(((m >> 3) & 7) | (r_ext << 3)) {
@@ -362,6 +377,49 @@ fn find_site(code: &[u8], nr_: u32) -> Option<(usize, Vec<(usize, usize, Option<
     None
 }
 
+/// Finds a straight-line function whose first instruction loads rax from
+/// another register and that ends in the `syscall` at `code[len-2..]` (the
+/// shape of musl's `__syscall_cp_c` and glibc's `syscall()`): the function
+/// starts 16-byte aligned after padding or a `ret`, and its first five
+/// bytes (function entries are not jumped into past their start) become
+/// the jump. Returns the start and all instructions before the syscall.
+#[allow(clippy::type_complexity)]
+fn find_func_site(code: &[u8], base: u64) -> Option<(usize, Vec<(usize, usize, Option<usize>)>)> {
+    let sys = code.len().checked_sub(2)?;
+    if code[sys..] != [0x0f, 0x05] {
+        return None;
+    }
+    for start in (1..=sys.checked_sub(5)?).rev() {
+        if !(base + start as u64).is_multiple_of(16)
+            || !matches!(code[start - 1], 0xc3 | 0x90 | 0xcc | 0x00)
+        {
+            continue;
+        }
+        // mov %reg, %rax (REX.W 89 /r with rm = rax, or REX.W 8b /r with reg = rax).
+        let (rex, op, m) = (code[start], code[start + 1], code[start + 2]);
+        let first_ok = (rex == 0x48 || rex == 0x4c)
+            && m >> 6 == 3
+            && ((op == 0x89 && m & 7 == 0 && (m >> 3) & 7 != 4)
+                || (op == 0x8b && (m >> 3) & 7 == 0 && m & 7 != 4 && rex == 0x48));
+        if !first_ok {
+            continue;
+        }
+        let mut insns = vec![(start, 3, None)];
+        let mut at = start + 3;
+        while at < sys && insns.len() < 9 {
+            let Some((len, disp)) = simple_insn(&code[at..sys]) else {
+                break;
+            };
+            insns.push((at, len, disp));
+            at += len;
+        }
+        if at == sys {
+            return Some((start, insns));
+        }
+    }
+    None
+}
+
 /// After a trapped syscall: rewrite its site if it is `mov $nr, %eax; syscall`.
 pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     if !enabled() || THREADED.load(Ordering::Relaxed) {
@@ -391,14 +449,29 @@ pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     }
     code.truncate(window as usize);
     let base = ret - window;
-    let Some((start, mids)) = find_site(&code, nr_ as u32) else {
+    // Either `mov $nr, %eax; [simple]; syscall` (the mov becomes the jump)
+    // or a straight-line function entry (its first instructions do).
+    let (start, insns) = if let Some((start, mids)) = find_site(&code, nr_ as u32) {
+        let mut all = vec![(start, 5, None)];
+        all.extend(mids);
+        (start, all)
+    } else if let Some(found) = find_func_site(&code, base) {
+        found
+    } else {
         return;
     };
     let site = base + start as u64;
+    // Bytes replaced: the jump, then int3 up to the end of the last
+    // instruction it overlaps.
+    let mut patch_len = 0;
+    for &(off, len, _) in &insns {
+        if off < start + 5 {
+            patch_len = off + len - start;
+        }
+    }
     let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(&code[start..start + 5]); // mov $nr, %eax
     let mut fixups = Vec::new();
-    for &(off, len, disp) in &mids {
+    for &(off, len, disp) in &insns {
         let at = body.len();
         body.extend_from_slice(&code[off..off + len]);
         if let Some(d) = disp {
@@ -433,9 +506,9 @@ pub(crate) fn after_trap(frame: &sud::SyscallFrame) {
     }
     let rel = stub_addr.wrapping_sub(site + 5) as i64;
     let Ok(rel) = i32::try_from(rel) else { return };
-    let mut jmp = [0u8; 5];
+    let mut jmp = vec![0xccu8; patch_len.max(5)];
     jmp[0] = 0xe9;
-    jmp[1..].copy_from_slice(&rel.to_le_bytes());
+    jmp[1..5].copy_from_slice(&rel.to_le_bytes());
     let _ = crate::guestmem::patch_code(site, &jmp);
 }
 
@@ -468,6 +541,17 @@ mod tests {
             None
         );
         assert_eq!(find_site(&[0xb8, 1, 0, 0, 0, 0x90, 0x90], 1), None);
+        // musl's __syscall_cp_c: mov %rdi,%rax; mov %r8,%r10; mov %rsi,%rdi;
+        // mov %r9,%r8; mov %rdx,%rsi; mov 8(%rsp),%r9; mov %rcx,%rdx; syscall
+        let f = [
+            0xc3, 0x48, 0x89, 0xf8, 0x4d, 0x89, 0xc2, 0x48, 0x89, 0xf7, 0x4d, 0x89, 0xc8, 0x48,
+            0x89, 0xd6, 0x4c, 0x8b, 0x4c, 0x24, 0x08, 0x48, 0x89, 0xca, 0x0f, 0x05,
+        ];
+        assert_eq!(
+            find_func_site(&f, 0x403fff).map(|s| (s.0, s.1.len())),
+            Some((1, 7))
+        );
+        assert_eq!(find_func_site(&f, 0x404000), None, "not 16-byte aligned");
         // A memory operand (not register-to-register) is not moved.
         assert_eq!(
             find_site(&[0xb8, 1, 0, 0, 0, 0x48, 0x89, 0x36, 0x0f, 0x05], 1),

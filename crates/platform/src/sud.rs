@@ -10,6 +10,7 @@
 use crate::raw::{check, nr, syscall6};
 use crate::PlatformError;
 use core::arch::{asm, global_asm};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Size (and alignment) of a thread's control block + alternate signal stack.
@@ -50,6 +51,12 @@ pub struct ControlBlock {
     pub(crate) xsave_lo: u32,
     /// XSAVE component mask: high half (offset 60).
     pub(crate) xsave_hi: u32,
+    /// Nonzero while the fast path runs runtime code or uses the runtime
+    /// stack: guest signal handlers are deferred then (offset 64).
+    pub(crate) in_runtime: u64,
+    /// Signals deferred while `in_runtime` was set, delivered when the fast
+    /// path returns (bit N-1 for signal N; offset 72).
+    pub(crate) pending: u64,
 }
 
 /// Offset of the XSAVE area (64-byte aligned) from the control block.
@@ -127,6 +134,9 @@ pub struct SyscallFrame {
     cb: *mut ControlBlock,
     nr: u64,
     args: [u64; 6],
+    /// Entered through a rewritten site: no signal frame; the signal mask
+    /// is the thread's live one.
+    fast: bool,
 }
 
 impl SyscallFrame {
@@ -211,15 +221,54 @@ impl SyscallFrame {
 
     /// The signal mask that is restored when the syscall returns.
     pub fn sigmask(&self) -> u64 {
+        if self.fast {
+            let mut cur = 0u64;
+            // SAFETY: rt_sigprocmask(SIG_BLOCK, NULL, &cur): reads the mask.
+            unsafe {
+                syscall6(
+                    nr::RT_SIGPROCMASK,
+                    0,
+                    0,
+                    &mut cur as *mut u64 as u64,
+                    8,
+                    0,
+                    0,
+                )
+            };
+            return cur;
+        }
         // SAFETY: uc_sigmask is a u64 at UC_SIGMASK in the kernel's ucontext.
         unsafe { (self.uc.add(UC_SIGMASK) as *const u64).read_unaligned() }
     }
 
-    /// Sets the signal mask restored on return (SIGSYS is never blocked).
+    /// Sets the signal mask the guest runs with after the call (SIGSYS is
+    /// never blocked).
     pub fn set_sigmask(&mut self, mask: u64) {
         let mask = mask & !(1u64 << (SIGSYS - 1));
+        if self.fast {
+            // Signals this unblocks are deferred (the thread is in runtime
+            // mode) and delivered when the call returns.
+            // SAFETY: rt_sigprocmask(SIG_SETMASK) with a valid 8-byte mask.
+            unsafe {
+                syscall6(
+                    nr::RT_SIGPROCMASK,
+                    2,
+                    &mask as *const u64 as u64,
+                    0,
+                    8,
+                    0,
+                    0,
+                )
+            };
+            return;
+        }
         // SAFETY: as in `sigmask`.
         unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write_unaligned(mask) }
+    }
+
+    /// Whether this call came through a rewritten site (no signal frame).
+    pub fn is_fast(&self) -> bool {
+        self.fast
     }
 }
 
@@ -272,6 +321,7 @@ extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut 
         cb,
         nr: 0,
         args: [0; 6],
+        fast: false,
     };
     frame.nr = frame.greg(REG_RAX);
     frame.args = [
@@ -299,12 +349,13 @@ pub(crate) fn run_dispatcher(frame: &mut SyscallFrame) {
 }
 
 /// Builds the frame of a syscall from a ucontext-shaped register block.
-pub(crate) fn frame_from(uc: *mut u8, cb: *mut ControlBlock) -> SyscallFrame {
+pub(crate) fn frame_from(uc: *mut u8, cb: *mut ControlBlock, fast: bool) -> SyscallFrame {
     let mut frame = SyscallFrame {
         uc,
         cb,
         nr: 0,
         args: [0; 6],
+        fast,
     };
     frame.nr = frame.greg(REG_RAX);
     frame.args = [
@@ -378,6 +429,8 @@ fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
             all_mask: !0,
             xsave_lo: crate::rewrite::xsave_mask() as u32,
             xsave_hi: (crate::rewrite::xsave_mask() >> 32) as u32,
+            in_runtime: 0,
+            pending: 0,
         });
     }
     // %gs points at the control block: the fast path of rewritten syscall
@@ -525,23 +578,80 @@ pub fn interruptible<R>(unblock: u64, f: impl FnOnce() -> R) -> R {
         return f();
     }
     let mask: u64 = !unblock;
-    // SAFETY: rt_sigprocmask(SIG_SETMASK) with a valid 8-byte mask.
+    let mut old: u64 = !0;
+    // SAFETY: rt_sigprocmask(SIG_SETMASK) with valid 8-byte masks.
     unsafe {
         syscall6(
             nr::RT_SIGPROCMASK,
             2,
             &mask as *const u64 as u64,
-            0,
+            &mut old as *mut u64 as u64,
             8,
             0,
             0,
         )
     };
     let r = f();
-    let all: u64 = !0;
     // SAFETY: as above.
-    unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &all as *const u64 as u64, 0, 8, 0, 0) };
+    unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &old as *const u64 as u64, 0, 8, 0, 0) };
     r
+}
+
+/// The guest's signal handlers, by signal number. The host runs
+/// `myst_sig_trampoline` for these signals, which calls the guest's handler
+/// at once, or, while the thread is in runtime code of the fast path,
+/// records the signal for delivery when that call returns.
+#[no_mangle]
+static MYST_GUEST_HANDLERS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
+
+extern "C" {
+    fn myst_sig_trampoline();
+}
+
+global_asm!(
+    ".pushsection .text.myst_sig_trampoline,\"ax\",@progbits",
+    ".globl myst_sig_trampoline",
+    ".type myst_sig_trampoline,@function",
+    "myst_sig_trampoline:",
+    // rdi = signal, rsi = siginfo, rdx = ucontext; %gs = control block.
+    "cmpq $0, %gs:64",
+    "jne 1f",
+    "lea {table}(%rip), %rax",
+    "jmp *(%rax,%rdi,8)",
+    "1:",
+    "lea -1(%rdi), %ecx",
+    "mov $1, %eax",
+    "shl %cl, %rax",
+    "lock or %rax, %gs:72",
+    "ret",
+    ".size myst_sig_trampoline, .-myst_sig_trampoline",
+    ".popsection",
+    table = sym MYST_GUEST_HANDLERS,
+    options(att_syntax)
+);
+
+/// Installs a guest signal handler (`handler` > 1) with the guest's flags
+/// and mask: the host calls the trampoline, which returns through myst's
+/// restorer. Returns the previous host action.
+pub fn install_guest_handler(
+    sig: i32,
+    handler: u64,
+    flags: u64,
+    mask: u64,
+) -> Result<[u64; 4], i32> {
+    let idx = usize::try_from(sig)
+        .ok()
+        .filter(|&s| (1..=64).contains(&s))
+        .ok_or(22)?;
+    MYST_GUEST_HANDLERS[idx].store(handler, Ordering::SeqCst);
+    const SA_ONSTACK_FLAG: u64 = 0x0800_0000;
+    let act = [
+        myst_sig_trampoline as *const () as u64,
+        (flags & !SA_ONSTACK_FLAG) | SA_RESTORER,
+        myst_restore_rt as *const () as u64,
+        mask & !(1u64 << (SIGSYS - 1)),
+    ];
+    crate::host::sigaction(sig, Some(act))
 }
 
 /// Number of general registers in a ucontext.
@@ -581,7 +691,24 @@ pub fn spawn_thread(
     let (tid_tx, tid_rx) = std::sync::mpsc::channel::<Result<i32, PlatformError>>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     crate::rewrite::mark_threaded();
-    std::thread::Builder::new()
+    // The new host thread inherits the creator's signal mask: block
+    // everything around its creation, so no guest signal reaches it before
+    // it has its own control block and sets the guest's mask.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask(SIG_SETMASK) with valid 8-byte masks.
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            2,
+            &all as *const u64 as u64,
+            &mut old as *mut u64 as u64,
+            8,
+            0,
+            0,
+        )
+    };
+    let spawned = std::thread::Builder::new()
         .name("guest".into())
         .stack_size(256 * 1024)
         .spawn(move || {
@@ -651,8 +778,10 @@ pub fn spawn_thread(
                     options(att_syntax, noreturn)
                 )
             }
-        })
-        .map_err(|_| PlatformError::Host("creating a thread", 11))?;
+        });
+    // SAFETY: restores the mask saved above.
+    unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &old as *const u64 as u64, 0, 8, 0, 0) };
+    spawned.map_err(|_| PlatformError::Host("creating a thread", 11))?;
     let tid = tid_rx
         .recv()
         .map_err(|_| PlatformError::Host("starting a thread", 11))??;

@@ -94,33 +94,34 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     }
     // Calls that may block on the host let default-action signals through
     // (Ctrl-C ends a program waiting for input, as natively).
-    let r = if matches!(
-        nr,
-        0 | 1
-            | 7
-            | 17
-            | 18
-            | 19
-            | 20
-            | 23
-            | 35
-            | 42
-            | 43
-            | 44
-            | 45
-            | 46
-            | 47
-            | 61
-            | 202
-            | 230
-            | 232
-            | 270
-            | 271
-            | 281
-            | 288
-            | 295
-            | 296
-    ) {
+    let r = if !frame.is_fast()
+        && matches!(
+            nr,
+            0 | 1
+                | 7
+                | 17
+                | 18
+                | 19
+                | 20
+                | 23
+                | 35
+                | 42
+                | 43
+                | 44
+                | 45
+                | 46
+                | 47
+                | 61
+                | 202
+                | 230
+                | 232
+                | 270
+                | 271
+                | 281
+                | 288
+                | 295
+                | 296
+        ) {
         let guest_mask = frame.sigmask();
         let no_handler = k.no_handler.load(std::sync::atomic::Ordering::Relaxed);
         myst_platform::sud::interruptible(no_handler & !guest_mask, || call(k, frame, nr, a))

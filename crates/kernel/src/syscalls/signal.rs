@@ -43,22 +43,21 @@ pub fn rt_sigaction(k: &Kernel, sig: u64, act: u64, oact: u64, size: u64) -> Sys
     if let Some(n) = new {
         if sig != SIGSYS {
             let [handler, flags, _, mask] = n;
-            let host_act = if handler <= 1 {
-                [
+            if handler <= 1 {
+                let host_act = [
                     handler,
                     (flags & !SA_ONSTACK) | SA_RESTORER,
                     sud::restorer_address(),
                     mask,
-                ]
+                ];
+                host::sigaction(sig as i32, Some(host_act))
+                    .map_err(|e| Errno { code: e, msg: "" })?;
             } else {
-                [
-                    handler,
-                    (flags & !SA_ONSTACK) | SA_RESTORER,
-                    sud::restorer_address(),
-                    mask & !(1 << (SIGSYS - 1)),
-                ]
-            };
-            host::sigaction(sig as i32, Some(host_act)).map_err(|e| Errno { code: e, msg: "" })?;
+                // Through myst's trampoline, which defers the handler while
+                // the thread runs runtime code.
+                sud::install_guest_handler(sig as i32, handler, flags, mask)
+                    .map_err(|e| Errno { code: e, msg: "" })?;
+            }
         }
         table[sig as usize] = n;
         let bit = 1u64 << (sig - 1);
