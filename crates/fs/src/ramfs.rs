@@ -238,6 +238,9 @@ impl RamFs {
         entries: impl IntoIterator<Item = ImportEntry<'a>>,
     ) -> Result<(), ImportError> {
         let mut links: HashMap<u64, Ino> = HashMap::new();
+        // Creating an entry touches its directory, so directory times are
+        // applied once everything is in place.
+        let mut dir_times: Vec<(Ino, Timespec)> = Vec::new();
         let t = now();
         for e in entries {
             let shown = || String::from_utf8_lossy(e.name).into_owned();
@@ -259,6 +262,7 @@ impl RamFs {
                 if e.kind == FileType::Directory {
                     self.set_exact(ROOT, e.uid, e.gid, e.perm, mtime)
                         .map_err(fs_err)?;
+                    dir_times.push((ROOT, mtime));
                 }
                 continue;
             };
@@ -342,6 +346,17 @@ impl RamFs {
             if e.kind != FileType::Symlink {
                 self.set_exact(ino, e.uid, e.gid, e.perm, mtime)
                     .map_err(fs_err)?;
+            }
+            if e.kind == FileType::Directory {
+                dir_times.push((ino, mtime));
+            }
+        }
+        let mut g = self.w();
+        for (ino, mtime) in dir_times {
+            if let Some(n) = g.nodes.get_mut(&ino) {
+                n.attr.mtime = mtime;
+                n.attr.atime = mtime;
+                n.attr.ctime = mtime;
             }
         }
         Ok(())
@@ -861,6 +876,39 @@ mod tests {
         assert!(matches!(bad, Err(ImportError::BadName(_))));
         let bad = fs.import(&archive, vec![e(b"x", FileType::Regular, (15, 5), None)]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn import_keeps_directory_times_after_adding_children() {
+        let archive: Backing = Arc::new(b"data".to_vec());
+        let e = |name: &'static [u8], kind, data| ImportEntry {
+            name,
+            kind,
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1000,
+            rdev: 0,
+            link_key: None,
+            data,
+        };
+        let fs = RamFs::new(0o755, 1 << 20);
+        fs.import(
+            &archive,
+            vec![
+                e(b".", FileType::Directory, (0, 0)),
+                e(b"d", FileType::Directory, (0, 0)),
+                e(b"d/f", FileType::Regular, (0, 4)),
+                e(b"d/sub", FileType::Directory, (0, 0)),
+                e(b"d/sub/g", FileType::Regular, (0, 4)),
+            ],
+        )
+        .unwrap();
+        let d = fs.lookup(ROOT, b"d").unwrap();
+        let sub = fs.lookup(d, b"sub").unwrap();
+        for ino in [ROOT, d, sub] {
+            assert_eq!(fs.getattr(ino).unwrap().mtime.sec, 1000);
+        }
     }
 }
 
