@@ -21,6 +21,7 @@ pub mod crypt;
 pub mod file;
 pub mod mem;
 pub mod overlay;
+pub mod shared;
 pub mod trust;
 pub mod verity;
 
@@ -138,6 +139,17 @@ pub trait BlockDevice: Send + Sync {
     fn fresh_blocks_left(&self) -> Option<u64> {
         None
     }
+    /// The generation of shared written state (`None`: not shared across
+    /// processes). It changes whenever any process writes, so a file system
+    /// can tell that its cached metadata may be stale.
+    fn shared_generation(&self) -> Option<u64> {
+        None
+    }
+    /// Takes the cross-process lock of shared written state (a no-op when
+    /// not shared). Pairs with [`BlockDevice::shared_unlock`].
+    fn shared_lock(&self) {}
+    /// Releases the lock taken by [`BlockDevice::shared_lock`].
+    fn shared_unlock(&self) {}
     /// Reads one block.
     fn read_block(&self, block: u64, buf: &mut [u8]) -> BlockResult<()> {
         self.read_blocks(block, buf)
@@ -169,6 +181,15 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Arc<T> {
     }
     fn fresh_blocks_left(&self) -> Option<u64> {
         (**self).fresh_blocks_left()
+    }
+    fn shared_generation(&self) -> Option<u64> {
+        (**self).shared_generation()
+    }
+    fn shared_lock(&self) {
+        (**self).shared_lock()
+    }
+    fn shared_unlock(&self) {
+        (**self).shared_unlock()
     }
 }
 

@@ -26,6 +26,14 @@ pub trait BlockStore: Send + Sync {
     fn blocks_left(&self) -> Option<u64> {
         None
     }
+    /// See [`BlockDevice::shared_generation`].
+    fn generation(&self) -> Option<u64> {
+        None
+    }
+    /// See [`BlockDevice::shared_lock`].
+    fn lock(&self) {}
+    /// See [`BlockDevice::shared_unlock`].
+    fn unlock(&self) {}
 }
 
 /// A [`BlockStore`] in process memory with a byte budget.
@@ -170,6 +178,15 @@ impl BlockDevice for Overlay {
     }
     fn fresh_blocks_left(&self) -> Option<u64> {
         self.store.blocks_left()
+    }
+    fn shared_generation(&self) -> Option<u64> {
+        self.store.generation()
+    }
+    fn shared_lock(&self) {
+        self.store.lock()
+    }
+    fn shared_unlock(&self) {
+        self.store.unlock()
     }
 }
 

@@ -9,6 +9,7 @@ pub mod host;
 pub mod net;
 pub mod raw;
 pub mod rewrite;
+pub mod shm;
 pub mod sud;
 
 /// Errors of platform setup.
