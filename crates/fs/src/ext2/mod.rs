@@ -183,6 +183,7 @@ impl Ext2Fs {
             gdt_offset,
             names: HashMap::new(),
             names_cached: 0,
+            generation: dev.shared_generation(),
         };
         match st.dir_check_root() {
             Ok(()) => {}
@@ -198,10 +199,22 @@ impl Ext2Fs {
         self.lock().ok().and_then(|s| s.read_only.clone())
     }
 
-    fn lock(&self) -> FsResult<MutexGuard<'_, State>> {
-        self.state
+    /// Locks the state: the in-process mutex, then the device's
+    /// cross-process lock. When another process changed the shared device
+    /// since this one last looked, the cached superblock, group descriptors
+    /// and directory indexes are re-read first.
+    fn lock(&self) -> FsResult<Locked<'_>> {
+        let st = self
+            .state
             .lock()
-            .map_err(|_| Errno::EIO.with("ext2 state poisoned by a panic"))
+            .map_err(|_| Errno::EIO.with("ext2 state poisoned by a panic"))?;
+        st.io.dev().shared_lock();
+        let mut g = Locked { st };
+        let now = g.st.io.dev().shared_generation();
+        if now != g.st.generation {
+            g.st.reload()?;
+        }
+        Ok(g)
     }
 
     /// Runs a mutating operation and writes back changed metadata, even on
@@ -219,7 +232,63 @@ impl Ext2Fs {
     }
 }
 
+/// The state, held under both locks; dropping it records the device
+/// generation (everything written so far is this process's own view) and
+/// releases the cross-process lock.
+struct Locked<'a> {
+    st: MutexGuard<'a, State>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.st
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.st
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let dev = self.st.io.dev().clone();
+        self.st.generation = dev.shared_generation();
+        dev.shared_unlock();
+    }
+}
+
 impl State {
+    /// Re-reads the superblock and group descriptors and drops directory
+    /// indexes: another process sharing the device wrote to it.
+    fn reload(&mut self) -> FsResult<()> {
+        let mut raw = vec![0u8; SB_SIZE];
+        self.io.read_bytes(SB_OFFSET, &mut raw)?;
+        let sb = Superblock::parse(&raw)
+            .map_err(|_| self.corrupt("superblock changed by another process is invalid"))?;
+        if sb.block_size != self.sb.block_size || sb.group_count != self.sb.group_count {
+            return Err(self.corrupt("superblock geometry changed by another process"));
+        }
+        let mut gdt = vec![0u8; sb.group_count as usize * GD_SIZE];
+        self.io.read_bytes(self.gdt_offset, &mut gdt)?;
+        let groups = gdt
+            .chunks_exact(GD_SIZE)
+            .enumerate()
+            .map(|(g, r)| Group::parse(r, g as u32, &sb))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| self.corrupt("group descriptor changed by another process is invalid"))?;
+        self.sb = sb;
+        self.groups = groups;
+        self.names.clear();
+        self.names_cached = 0;
+        self.dirty_sb = false;
+        self.dirty_groups.clear();
+        self.generation = self.io.dev().shared_generation();
+        Ok(())
+    }
+
     fn dir_check_root(&self) -> FsResult<()> {
         let root = self.inode(u64::from(ROOT_INO))?;
         if root.kind() != Some(crate::FileType::Directory) {

@@ -42,6 +42,9 @@ pub struct State {
     pub names: HashMap<u32, HashMap<Vec<u8>, u32>>,
     /// Entries in `names`.
     pub names_cached: usize,
+    /// The shared device's generation when the cached state above was last
+    /// known current (`None`: the device is not shared across processes).
+    pub generation: Option<u64>,
 }
 
 /// The current time.
