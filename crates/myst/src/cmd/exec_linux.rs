@@ -1,6 +1,8 @@
 //! `myst exec-linux`: run an unmodified Linux program from a root file system.
 
 use anyhow::{bail, Context};
+use myst_blockdev::overlay::BlockStore;
+use myst_blockdev::shared::SharedStore;
 use myst_blockdev::trust::{evaluate, StackConfig, TrustPolicy, TrustedKey};
 use myst_formats::cpio;
 use myst_formats::fssig::Fssig;
@@ -209,8 +211,14 @@ fn open_ext2(path: &Path, args: &Args, memory_size: u64, source: String) -> anyh
             self_trusted = true;
         }
     }
+    // Writes go to a shared-memory store so forked guest processes see one
+    // file system (the memfd is sparse: only written blocks cost memory).
+    let shared = SharedStore::new(myst_formats::verity::BLOCK_SIZE as usize, memory_size)
+        .map_err(|e| eprintln!("myst: warning: {e}; writes to the root are not shared across fork"))
+        .ok();
     let config = StackConfig {
         overlay_budget: Some(memory_size),
+        overlay_store: shared.map(|s| Arc::new(s) as Arc<dyn BlockStore>),
         ..Default::default()
     };
     let m = mount_image(path, &policy, &config).context("cannot mount the ext2 root")?;
