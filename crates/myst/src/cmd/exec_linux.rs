@@ -213,7 +213,7 @@ fn open_ext2(path: &Path, args: &Args, memory_size: u64, source: String) -> anyh
     }
     // Writes go to a shared-memory store so forked guest processes see one
     // file system (the memfd is sparse: only written blocks cost memory).
-    let shared = SharedStore::new(myst_formats::verity::BLOCK_SIZE as usize, memory_size)
+    let shared = SharedStore::new(myst_formats::verity::BLOCK_SIZE, memory_size)
         .map_err(|e| eprintln!("myst: warning: {e}; writes to the root are not shared across fork"))
         .ok();
     let config = StackConfig {
