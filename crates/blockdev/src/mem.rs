@@ -74,3 +74,33 @@ impl BlockDevice for MemDevice {
         true
     }
 }
+
+/// A read-only device of zero blocks that takes no memory: the lower layer
+/// of an in-memory file system whose every written block lives in an
+/// overlay store.
+#[derive(Debug)]
+pub struct ZeroDevice {
+    block_size: usize,
+    blocks: u64,
+}
+
+impl ZeroDevice {
+    /// `blocks` zero blocks of `block_size` bytes.
+    pub fn new(block_size: usize, blocks: u64) -> Self {
+        ZeroDevice { block_size, blocks }
+    }
+}
+
+impl BlockDevice for ZeroDevice {
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+    fn block_count(&self) -> u64 {
+        self.blocks
+    }
+    fn read_blocks(&self, first: u64, buf: &mut [u8]) -> BlockResult<()> {
+        check_range(first, buf.len(), self.block_size, self.blocks)?;
+        buf.fill(0);
+        Ok(())
+    }
+}

@@ -159,8 +159,17 @@ pub fn kernel() -> &'static Kernel {
     }
 }
 
-fn make_dir_fs() -> Arc<dyn FileSystem> {
-    Arc::new(myst_fs::ramfs::RamFs::new(0o1777, u64::MAX))
+/// /tmp and /dev/shm: an ext2 file system in shared memory, so forked
+/// guest processes see one /tmp; a per-process ramfs if that fails.
+fn shared_tmp(name: &str, size: u64) -> Arc<dyn FileSystem> {
+    match myst_fs::ext2::tmp::shared_empty(name, size, 0o1777) {
+        Ok(fs) => Arc::new(fs),
+        Err(e) => {
+            let msg = format!("myst: warning: {e}; {name} is not shared across fork\n");
+            myst_platform::host::write_stderr(msg.as_bytes());
+            Arc::new(myst_fs::ramfs::RamFs::new(0o1777, size))
+        }
+    }
 }
 
 fn build_vfs(root: RootFs, memory_size: u64) -> (Vfs, Chain) {
@@ -198,12 +207,12 @@ fn build_vfs(root: RootFs, memory_size: u64) -> (Vfs, Chain) {
     vfs.mount(
         &dev_chain,
         b"shm",
-        make_dir_fs(),
+        shared_tmp("/dev/shm", memory_size),
         "tmpfs",
         "tmpfs".into(),
         false,
     );
-    let tmp: Arc<dyn FileSystem> = Arc::new(myst_fs::ramfs::RamFs::new(0o1777, memory_size));
+    let tmp = shared_tmp("/tmp", memory_size);
     vfs.mount(&root_chain, b"tmp", tmp, "tmpfs", "tmpfs".into(), false);
     (vfs, root_chain)
 }

@@ -1,4 +1,5 @@
-//! Forked guest processes share one file system on an ext2 root: the
+//! Forked guest processes share one file system on an ext2 root and in
+//! /tmp and /dev/shm (ext2 in shared memory): the
 //! writes of a child (create, write, mkdir, rename, unlink) are seen by its
 //! parent and the other way round, and two children creating files at once
 //! lose nothing. tests/apps/forkshare.c runs natively (the oracle) and in a
@@ -73,9 +74,11 @@ fn forked_processes_share_an_ext2_root() {
             want.contains("concurrent files: 80, correct: 80"),
             "native: {want}"
         );
-        let out = myst_run(&[], &img, &format!("/bin/forkshare_{v}"), &["/data"]);
-        assert_ok(&out, "forkshare in /data of an ext2 root");
-        assert_eq!(text(&out), want, "forkshare_{v} in /data");
+        for d in ["/data", "/tmp", "/dev/shm"] {
+            let out = myst_run(&[], &img, &format!("/bin/forkshare_{v}"), &[d]);
+            assert_ok(&out, &format!("forkshare in {d}"));
+            assert_eq!(text(&out), want, "forkshare_{v} in {d}");
+        }
     }
     if busybox().is_none() {
         return;
@@ -86,6 +89,11 @@ fn forked_processes_share_an_ext2_root() {
             "x\n",
         ),
         ("(echo hi > /data/a); cat /data/a", "hi\n"),
+        ("(echo hi > /tmp/a); cat /tmp/a", "hi\n"),
+        (
+            "cd /tmp && mkdir d && echo x > d/f && cat d/f && (echo y >> d/f) && cat d/f && ls -ld /tmp | cut -c1-10",
+            "x\nx\ny\ndrwxrwxrwt\n",
+        ),
         (
             "(mkdir /data/m && echo 1 > /data/m/one); (mv /data/m/one /data/m/two); ls /data/m; (rm /data/m/two); ls /data/m | wc -l",
             "two\n0\n",

@@ -15,6 +15,7 @@
 //!   every payload byte before it is written and hashed).
 
 mod builder;
+pub mod empty;
 pub mod layout;
 mod sink;
 pub mod structs;

@@ -23,6 +23,7 @@ pub mod disk;
 mod io;
 mod ops;
 mod state;
+pub mod tmp;
 
 use crate::{Attr, DirEntry, Errno, FileSystem, FsResult, Ino, NewInode, SetAttr, StatFs};
 use disk::{Group, SuperError, Superblock, GD_SIZE, ROOT_INO, SB_OFFSET, SB_SIZE};
