@@ -9,14 +9,13 @@ use super::Ext2Error;
 /// Block size of the file systems made here.
 pub const BLOCK_SIZE: u64 = 4096;
 
+/// Non-zero blocks of an image: (block number, 4096 bytes).
+pub type Blocks = Vec<(u64, Vec<u8>)>;
+
 /// The geometry and the non-zero blocks `(block number, 4096 bytes)` of an
 /// empty ext2 file system of about `size` bytes whose root directory has
 /// permission bits `root_perm`, times set to `now` (Unix seconds).
-pub fn empty_fs(
-    size: u64,
-    root_perm: u16,
-    now: u32,
-) -> Result<(Geometry, Vec<(u64, Vec<u8>)>), Ext2Error> {
+pub fn empty_fs(size: u64, root_perm: u16, now: u32) -> Result<(Geometry, Blocks), Ext2Error> {
     let bs = BLOCK_SIZE;
     // One inode per 16 KiB, like mke2fs's default ratio.
     let geo = Geometry::new(size.max(1 << 20), bs, (size / 16384).max(64))?;
