@@ -210,11 +210,14 @@ impl Ext2Fs {
             .lock()
             .map_err(|_| Errno::EIO.with("ext2 state poisoned by a panic"))?;
         st.io.dev().shared_lock();
-        let mut g = Locked { st };
+        // Until the state is known current, dropping the guard must not
+        // record the generation (a failed reload is retried next time).
+        let mut g = Locked { st, current: false };
         let now = g.st.io.dev().shared_generation();
         if now != g.st.generation {
             g.st.reload()?;
         }
+        g.current = true;
         Ok(g)
     }
 
@@ -238,6 +241,7 @@ impl Ext2Fs {
 /// releases the cross-process lock.
 struct Locked<'a> {
     st: MutexGuard<'a, State>,
+    current: bool,
 }
 
 impl std::ops::Deref for Locked<'_> {
@@ -256,7 +260,9 @@ impl std::ops::DerefMut for Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let dev = self.st.io.dev().clone();
-        self.st.generation = dev.shared_generation();
+        if self.current {
+            self.st.generation = dev.shared_generation();
+        }
         dev.shared_unlock();
     }
 }
