@@ -19,6 +19,8 @@ want openssl openssl
 want gcc gcc
 want strace strace
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)
+# runtime_debian builds a Debian root with debootstrap (in /usr/sbin).
+[ -x /usr/sbin/debootstrap ] || want debootstrap debootstrap
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "test.sh: installing ${need_pkgs[*]}" >&2

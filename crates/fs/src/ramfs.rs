@@ -6,7 +6,7 @@
 use crate::{
     Attr, DirEntry, Errno, FileSystem, FileType, FsResult, Ino, NewInode, SetAttr, StatFs, Timespec,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Shared read-only bytes a file's contents can point into.
@@ -62,6 +62,10 @@ struct Inner {
     nodes: HashMap<Ino, Node>,
     next: Ino,
     used: u64,
+    /// Inodes the VFS keeps in use (open files), with their use counts.
+    holds: HashMap<Ino, u32>,
+    /// Inodes without links that are kept until their last release.
+    orphans: HashSet<Ino>,
 }
 
 /// An in-memory file system.
@@ -126,6 +130,8 @@ impl RamFs {
                 nodes,
                 next: 2,
                 used: 0,
+                holds: HashMap::new(),
+                orphans: HashSet::new(),
             }),
             limit,
             magic: 0x858458f6,
@@ -238,6 +244,9 @@ impl RamFs {
         entries: impl IntoIterator<Item = ImportEntry<'a>>,
     ) -> Result<(), ImportError> {
         let mut links: HashMap<u64, Ino> = HashMap::new();
+        // Creating an entry touches its directory, so directory times are
+        // applied once everything is in place.
+        let mut dir_times: Vec<(Ino, Timespec)> = Vec::new();
         let t = now();
         for e in entries {
             let shown = || String::from_utf8_lossy(e.name).into_owned();
@@ -259,6 +268,7 @@ impl RamFs {
                 if e.kind == FileType::Directory {
                     self.set_exact(ROOT, e.uid, e.gid, e.perm, mtime)
                         .map_err(fs_err)?;
+                    dir_times.push((ROOT, mtime));
                 }
                 continue;
             };
@@ -343,6 +353,17 @@ impl RamFs {
                 self.set_exact(ino, e.uid, e.gid, e.perm, mtime)
                     .map_err(fs_err)?;
             }
+            if e.kind == FileType::Directory {
+                dir_times.push((ino, mtime));
+            }
+        }
+        let mut g = self.w();
+        for (ino, mtime) in dir_times {
+            if let Some(n) = g.nodes.get_mut(&ino) {
+                n.attr.mtime = mtime;
+                n.attr.atime = mtime;
+                n.attr.ctime = mtime;
+            }
         }
         Ok(())
     }
@@ -419,13 +440,23 @@ impl Inner {
             None => false,
         };
         if free {
-            if let Some(Node {
-                content: Content::File(Data::Owned(v)),
-                ..
-            }) = self.nodes.remove(&ino)
-            {
-                self.used = self.used.saturating_sub(v.len() as u64);
+            if self.holds.contains_key(&ino) {
+                // Still open: POSIX keeps the data until the last close.
+                self.orphans.insert(ino);
+            } else {
+                self.free_node(ino);
             }
+        }
+    }
+
+    /// Removes an inode and gives its written bytes back to the budget.
+    fn free_node(&mut self, ino: Ino) {
+        if let Some(Node {
+            content: Content::File(Data::Owned(v)),
+            ..
+        }) = self.nodes.remove(&ino)
+        {
+            self.used = self.used.saturating_sub(v.len() as u64);
         }
     }
 }
@@ -766,6 +797,25 @@ impl FileSystem for RamFs {
     fn fsync(&self, _ino: Ino) -> FsResult<()> {
         Ok(())
     }
+
+    fn retain(&self, ino: Ino) {
+        *self.w().holds.entry(ino).or_insert(0) += 1;
+    }
+
+    fn release(&self, ino: Ino) {
+        let mut g = self.w();
+        let Some(n) = g.holds.get_mut(&ino) else {
+            return;
+        };
+        *n = n.saturating_sub(1);
+        if *n > 0 {
+            return;
+        }
+        g.holds.remove(&ino);
+        if g.orphans.remove(&ino) {
+            g.free_node(ino);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -861,6 +911,69 @@ mod tests {
         assert!(matches!(bad, Err(ImportError::BadName(_))));
         let bad = fs.import(&archive, vec![e(b"x", FileType::Regular, (15, 5), None)]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn unlinked_file_lives_until_released() {
+        let fs = RamFs::new(0o755, 1 << 20);
+        let f = fs.create(ROOT, b"f", &nf(FileType::Regular)).unwrap();
+        fs.retain(f);
+        fs.unlink(ROOT, b"f").unwrap();
+        assert_eq!(fs.lookup(ROOT, b"f").unwrap_err(), Errno::ENOENT);
+        assert_eq!(fs.write(f, 0, b"still here").unwrap(), 10);
+        let mut b = [0u8; 16];
+        assert_eq!(fs.read(f, 0, &mut b).unwrap(), 10);
+        assert_eq!(&b[..10], b"still here");
+        assert_eq!(fs.getattr(f).unwrap().nlink, 0);
+        assert_eq!(fs.r().used, 10);
+        fs.release(f);
+        assert!(fs.getattr(f).is_err());
+        assert_eq!(fs.r().used, 0, "the bytes went back to the budget");
+        // Without a hold, unlink frees at once; a stray release is harmless.
+        let g = fs.create(ROOT, b"g", &nf(FileType::Regular)).unwrap();
+        fs.unlink(ROOT, b"g").unwrap();
+        assert!(fs.getattr(g).is_err());
+        fs.release(g);
+        // A removed directory that is still open stays until released.
+        let d = fs.create(ROOT, b"d", &nf(FileType::Directory)).unwrap();
+        fs.retain(d);
+        fs.rmdir(ROOT, b"d").unwrap();
+        assert!(fs.readdir(d).is_ok());
+        fs.release(d);
+        assert!(fs.getattr(d).is_err());
+    }
+
+    #[test]
+    fn import_keeps_directory_times_after_adding_children() {
+        let archive: Backing = Arc::new(b"data".to_vec());
+        let e = |name: &'static [u8], kind, data| ImportEntry {
+            name,
+            kind,
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1000,
+            rdev: 0,
+            link_key: None,
+            data,
+        };
+        let fs = RamFs::new(0o755, 1 << 20);
+        fs.import(
+            &archive,
+            vec![
+                e(b".", FileType::Directory, (0, 0)),
+                e(b"d", FileType::Directory, (0, 0)),
+                e(b"d/f", FileType::Regular, (0, 4)),
+                e(b"d/sub", FileType::Directory, (0, 0)),
+                e(b"d/sub/g", FileType::Regular, (0, 4)),
+            ],
+        )
+        .unwrap();
+        let d = fs.lookup(ROOT, b"d").unwrap();
+        let sub = fs.lookup(d, b"sub").unwrap();
+        for ino in [ROOT, d, sub] {
+            assert_eq!(fs.getattr(ino).unwrap().mtime.sec, 1000);
+        }
     }
 }
 

@@ -53,6 +53,14 @@ pub struct OpenFile {
     pub dir_cache: Mutex<Option<Vec<DirEntry>>>,
 }
 
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        if let FileKind::Node { chain, .. } = &self.kind {
+            chain.loc().mnt.fs.release(chain.loc().ino);
+        }
+    }
+}
+
 /// Locks, ignoring poisoning (a panic in a handler ends the process anyway).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -61,6 +69,11 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl OpenFile {
     /// A new open file.
     pub fn new(kind: FileKind, flags: u32, path: Vec<u8>) -> Arc<OpenFile> {
+        // An open file keeps its inode after the last unlink (POSIX); the
+        // matching release is in Drop.
+        if let FileKind::Node { chain, .. } = &kind {
+            chain.loc().mnt.fs.retain(chain.loc().ino);
+        }
         Arc::new(OpenFile {
             kind,
             flags: AtomicU32::new(flags & !O_CLOEXEC),

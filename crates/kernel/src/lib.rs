@@ -252,7 +252,7 @@ pub fn load_program(
         read_whole(chain.loc(), attr.size).map_err(|e| not_exec(format!("read failed: {e}")))?;
     if !elf::is_elf(&data) {
         return Err(not_exec(if data.starts_with(b"#!") {
-            "scripts (#!) are not supported as the program yet; run the interpreter instead".into()
+            "a script whose interpreter is a script too (not supported); run the interpreter instead".into()
         } else {
             "not an ELF executable".into()
         }));
@@ -319,6 +319,43 @@ pub fn load_program(
     Ok((entry, sp))
 }
 
+/// When `path` is a `#!` script: its interpreter and the argv execve would
+/// give it (interpreter, optional argument, script path, the script's
+/// arguments). Otherwise (or when it cannot be read; load_program then says
+/// why) `path` and `argv` unchanged.
+fn script_interpreter(k: &Kernel, path: &[u8], argv: &[Vec<u8>]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let unchanged = || (path.to_vec(), argv.to_vec());
+    let Ok(Resolved::Node(chain, attr)) = k.vfs.resolve(&k.root, &k.root, path, true) else {
+        return unchanged();
+    };
+    if attr.kind != FileType::Regular {
+        return unchanged();
+    }
+    let mut head = vec![0u8; 256];
+    let Ok(n) = chain.loc().mnt.fs.read(chain.loc().ino, 0, &mut head) else {
+        return unchanged();
+    };
+    head.truncate(n);
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return unchanged();
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let mut parts = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|p| !p.is_empty());
+    let Some(interp) = parts.next() else {
+        return unchanged();
+    };
+    let rest: Vec<u8> = parts.collect::<Vec<_>>().join(&b' ');
+    let mut new_argv = vec![interp.to_vec()];
+    if !rest.is_empty() {
+        new_argv.push(rest);
+    }
+    new_argv.push(path.to_vec());
+    new_argv.extend(argv.iter().skip(1).cloned());
+    (interp.to_vec(), new_argv)
+}
+
 /// Starts the guest and waits for it; returns its exit status (128+N when
 /// signal N killed it).
 pub fn run(config: Config) -> Result<i32, KernelError> {
@@ -377,13 +414,13 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         hostname: config.hostname.clone(),
     };
     let k = KERNEL.get_or_init(|| k);
-    let (entry, sp) = load_program(
-        k,
-        &config.program,
-        &config.argv,
-        &config.envp,
-        config.stack_size,
-    )?;
+    // A `#!` script as the program runs its interpreter, as execve does.
+    let (program, argv) = script_interpreter(k, &config.program, &config.argv);
+    if program != config.program {
+        *lock(&k.exe) = program.clone();
+        *lock(&k.argv) = argv.clone();
+    }
+    let (entry, sp) = load_program(k, &program, &argv, &config.envp, config.stack_size)?;
     myst_platform::guestmem::set_budget(
         config
             .memory_size
