@@ -21,8 +21,15 @@ fn compare(program: &str, args: &[&str]) {
 
 #[test]
 fn ls_of_a_directory() {
-    // Not under /tmp, which the guest sees as its own in-memory /tmp.
-    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Not under /tmp, which the guest sees as its own in-memory /tmp (the
+    // checkout itself may live under /tmp, as in CI).
+    let base = env!("CARGO_TARGET_TMPDIR");
+    let base = if base.starts_with("/tmp/") || base == "/tmp" {
+        "/var/tmp"
+    } else {
+        base
+    };
+    let d = tempfile::tempdir_in(base).expect("tempdir");
     std::fs::write(d.path().join("a.txt"), "a").expect("write");
     std::fs::create_dir(d.path().join("sub")).expect("mkdir");
     std::os::unix::fs::symlink("a.txt", d.path().join("link")).expect("symlink");
