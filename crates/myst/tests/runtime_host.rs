@@ -66,3 +66,23 @@ print(sorted(os.listdir("/proc/self"))[:3] != [], len([x for x in range(10**5) i
 "#;
     compare("/usr/bin/python3", &["-c", script]);
 }
+
+#[test]
+fn auxv_hwcap_is_the_kernels() {
+    // The guest's AT_HWCAP (from /proc/self/auxv and as ld.so shows it) is the
+    // host kernel's CPU feature word, as in a native run.
+    let script = r#"
+import struct
+d = open('/proc/self/auxv', 'rb').read()
+pairs = dict(struct.iter_unpack('<QQ', d))
+print(len(d) % 16, pairs.get(0, 'no AT_NULL'), pairs[16], pairs[6], pairs[26] & 2)
+"#;
+    compare("/usr/bin/python3", &["-c", script]);
+    compare(
+        "/bin/sh",
+        &[
+            "-c",
+            "LD_SHOW_AUXV=1 /bin/true | grep -E '^AT_(HWCAP|PAGESZ|CLKTCK):'",
+        ],
+    );
+}
