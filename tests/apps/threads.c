@@ -29,6 +29,12 @@ static void *work(void *arg)
     return (void *)(mine + id);
 }
 
+static void *tiny(void *arg)
+{
+    getppid();
+    return arg;
+}
+
 int main(void)
 {
     pthread_t t[N];
@@ -45,6 +51,15 @@ int main(void)
         pthread_join(t[i], &ret);
         check += (long)ret;
     }
-    printf("total=%ld tls-results=%ld main-tls=%ld\n", total, check, mine);
+    /* Many short-lived threads: each one's exit must release its resources. */
+    long churn = 0;
+    for (long i = 0; i < 500; i++) {
+        pthread_t c;
+        void *r;
+        if (pthread_create(&c, NULL, tiny, (void *)1) != 0) break;
+        pthread_join(c, &r);
+        churn += (long)r;
+    }
+    printf("total=%ld tls-results=%ld main-tls=%ld churn=%ld\n", total, check, mine, churn);
     return 0;
 }

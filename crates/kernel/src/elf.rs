@@ -319,7 +319,8 @@ pub mod at {
 }
 
 /// Builds the initial stack in a fresh mapping of `size` bytes; returns
-/// (stack pointer, mapping start). `auxv` holds pairs without AT_RANDOM,
+/// (stack pointer, mapping start, the complete auxiliary vector as bytes, as
+/// /proc/self/auxv shows it). `auxv` holds pairs without AT_RANDOM,
 /// AT_EXECFN, AT_PLATFORM and AT_NULL, which are added here.
 pub fn build_stack(
     size: u64,
@@ -327,7 +328,7 @@ pub fn build_stack(
     envp: &[Vec<u8>],
     execfn: &[u8],
     auxv: &[(u64, u64)],
-) -> Result<(u64, u64), Errno> {
+) -> Result<(u64, u64, Vec<u8>), Errno> {
     let flags = MAP_PRIVATE | MAP_ANONYMOUS | 0x20000; // MAP_STACK
     let size = size.max(64 * 1024);
     let base = guestmem::map(
@@ -369,6 +370,7 @@ pub fn build_stack(
     vec.push(0);
     vec.extend(envp_offs.iter().map(|&o| at_str(o)));
     vec.push(0);
+    let auxv_start = vec.len();
     for &(k, v) in auxv {
         vec.push(k);
         vec.push(v);
@@ -389,12 +391,12 @@ pub fn build_stack(
         return Err(Errno::E2BIG);
     }
     let mut words = Vec::with_capacity(vec.len() * 8);
-    for w in vec {
+    for w in &vec {
         words.extend_from_slice(&w.to_le_bytes());
     }
     guestmem::copy_out(sp, &words).map_err(|_| Errno::EFAULT)?;
     guestmem::copy_out(strings_start, &strings).map_err(|_| Errno::EFAULT)?;
-    Ok((sp, base))
+    Ok((sp, base, words[auxv_start * 8..].to_vec()))
 }
 
 /// Flags for a fixed guest mapping (used by brk).

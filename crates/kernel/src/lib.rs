@@ -130,6 +130,8 @@ pub struct Kernel {
     pub argv: Mutex<Vec<Vec<u8>>>,
     /// Environment, for /proc/self/environ.
     pub envp: Mutex<Vec<Vec<u8>>>,
+    /// The auxiliary vector given to the program, for /proc/self/auxv.
+    pub auxv: Mutex<Vec<u8>>,
     /// Main stack size for programs started by execve.
     pub stack_size: u64,
     /// --strace.
@@ -323,8 +325,9 @@ pub fn load_program(
         (at::SECURE, 0),
         (at::HWCAP2, myst_platform::host::getauxval(at::HWCAP2)),
     ];
-    let (sp, _) = elf::build_stack(stack_size, argv, envp, path, &auxv)
+    let (sp, _, auxv_bytes) = elf::build_stack(stack_size, argv, envp, path, &auxv)
         .map_err(|e| not_exec(format!("building the stack: {e}")))?;
+    *lock(&k.auxv) = auxv_bytes;
     Ok((entry, sp))
 }
 
@@ -403,6 +406,7 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         exe: Mutex::new(config.program.clone()),
         argv: Mutex::new(config.argv.clone()),
         envp: Mutex::new(config.envp.clone()),
+        auxv: Mutex::new(Vec::new()),
         stack_size: config.stack_size,
         strace: config.strace || !config.strace_filter.is_empty(),
         strace_only: if config.strace_filter.is_empty() {

@@ -1,5 +1,5 @@
 //! /proc for the guest: self/exe, self/fd, self/cwd, self/maps, self/cmdline,
-//! self/environ, self/status, cpuinfo, meminfo, mounts, uptime, version.
+//! self/environ, self/status, self/auxv, cpuinfo, meminfo, mounts, uptime, version.
 //! Contents are generated from the kernel's state on every read.
 
 use crate::file::{lock, FileKind};
@@ -48,6 +48,7 @@ const PID_ENTRIES: &[Entry] = &[
     e(28, b"stat", FileType::Regular),
     e(29, b"mounts", FileType::Regular),
     e(30, b"comm", FileType::Regular),
+    e(31, b"auxv", FileType::Regular),
 ];
 
 /// The /proc file system.
@@ -217,6 +218,7 @@ fn generate(ino: Ino) -> FsResult<Vec<u8>> {
             n.push(b'\n');
             n
         }
+        31 => lock(&k.auxv).clone(),
         _ => return Err(Errno::EINVAL),
     })
 }

@@ -295,7 +295,7 @@ fn posix_threads() {
             assert_ok(&out, &bin);
             assert_eq!(
                 text(&out),
-                "total=200020000 tls-results=6006 main-tls=7\n",
+                "total=200020000 tls-results=6006 main-tls=7 churn=500\n",
                 "{bin}"
             );
         }

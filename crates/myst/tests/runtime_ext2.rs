@@ -54,7 +54,10 @@ fn apps_from_signed_and_unsigned_images() {
             let out = myst_run(&opts, image, &format!("/bin/exitcode_{v}"), &["5"]);
             assert_eq!(out.status.code(), Some(5));
             let out = myst_run(&opts, image, &format!("/bin/threads_{v}"), &[]);
-            assert_eq!(text(&out), "total=200020000 tls-results=6006 main-tls=7\n");
+            assert_eq!(
+                text(&out),
+                "total=200020000 tls-results=6006 main-tls=7 churn=500\n"
+            );
         }
     }
     assert_eq!(

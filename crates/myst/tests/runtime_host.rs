@@ -21,8 +21,15 @@ fn compare(program: &str, args: &[&str]) {
 
 #[test]
 fn ls_of_a_directory() {
-    // Not under /tmp, which the guest sees as its own in-memory /tmp.
-    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Not under /tmp, which the guest sees as its own in-memory /tmp (the
+    // checkout itself may live under /tmp, as in CI).
+    let base = env!("CARGO_TARGET_TMPDIR");
+    let base = if base.starts_with("/tmp/") || base == "/tmp" {
+        "/var/tmp"
+    } else {
+        base
+    };
+    let d = tempfile::tempdir_in(base).expect("tempdir");
     std::fs::write(d.path().join("a.txt"), "a").expect("write");
     std::fs::create_dir(d.path().join("sub")).expect("mkdir");
     std::os::unix::fs::symlink("a.txt", d.path().join("link")).expect("symlink");
@@ -58,4 +65,24 @@ asyncio.run(main())
 print(sorted(os.listdir("/proc/self"))[:3] != [], len([x for x in range(10**5) if x % 7 == 0]))
 "#;
     compare("/usr/bin/python3", &["-c", script]);
+}
+
+#[test]
+fn auxv_hwcap_is_the_kernels() {
+    // The guest's AT_HWCAP (from /proc/self/auxv and as ld.so shows it) is the
+    // host kernel's CPU feature word, as in a native run.
+    let script = r#"
+import struct
+d = open('/proc/self/auxv', 'rb').read()
+pairs = dict(struct.iter_unpack('<QQ', d))
+print(len(d) % 16, pairs.get(0, 'no AT_NULL'), pairs[16], pairs[6], pairs[26] & 2)
+"#;
+    compare("/usr/bin/python3", &["-c", script]);
+    compare(
+        "/bin/sh",
+        &[
+            "-c",
+            "LD_SHOW_AUXV=1 /bin/true | grep -E '^AT_(HWCAP|PAGESZ|CLKTCK):'",
+        ],
+    );
 }

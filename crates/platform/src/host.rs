@@ -10,8 +10,31 @@ extern "C" {
     fn libc_getauxval(kind: u64) -> u64;
 }
 
-/// An auxiliary-vector value of the myst process (0 if absent).
+/// An auxiliary-vector value of the myst process (0 if absent), as the host
+/// kernel passed it. Read from /proc/self/auxv first: the static glibc in
+/// myst rewrites its own copy of AT_HWCAP (to its internal x86 feature bits),
+/// so its getauxval does not give the kernel's value to hand to the guest.
 pub fn getauxval(kind: u64) -> u64 {
+    static HOST_AUXV: std::sync::OnceLock<Vec<(u64, u64)>> = std::sync::OnceLock::new();
+    let auxv = HOST_AUXV.get_or_init(|| {
+        std::fs::read("/proc/self/auxv")
+            .map(|b| {
+                b.chunks_exact(16)
+                    .map(|c| {
+                        let mut k = [0u8; 8];
+                        let mut v = [0u8; 8];
+                        k.copy_from_slice(&c[..8]);
+                        v.copy_from_slice(&c[8..]);
+                        (u64::from_le_bytes(k), u64::from_le_bytes(v))
+                    })
+                    .take_while(|&(k, _)| k != 0)
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    if let Some(&(_, v)) = auxv.iter().find(|&&(k, _)| k == kind) {
+        return v;
+    }
     // SAFETY: glibc's getauxval reads the process auxv; no pointers involved.
     unsafe { libc_getauxval(kind) }
 }

@@ -57,6 +57,12 @@ pub struct ControlBlock {
     /// Signals deferred while `in_runtime` was set, delivered when the fast
     /// path returns (bit N-1 for signal N; offset 72).
     pub(crate) pending: u64,
+    /// Host stack pointer to return to when a spawned guest thread exits
+    /// (0 for the main thread; offset 80).
+    host_rsp: u64,
+    /// Guest word to clear and wake when this thread exits
+    /// (CLONE_CHILD_CLEARTID; offset 88).
+    clear_tid: u64,
 }
 
 /// Offset of the XSAVE area (64-byte aligned) from the control block.
@@ -431,6 +437,8 @@ fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
             xsave_hi: (crate::rewrite::xsave_mask() >> 32) as u32,
             in_runtime: 0,
             pending: 0,
+            host_rsp: 0,
+            clear_tid: 0,
         });
     }
     // %gs points at the control block: the fast path of rewritten syscall
@@ -721,11 +729,8 @@ pub fn spawn_thread(
             };
             // SAFETY: gettid takes no arguments.
             let tid = unsafe { syscall6(nr::GETTID, 0, 0, 0, 0, 0, 0) } as i32;
-            if clear_tid != 0 {
-                // SAFETY: the kernel writes 0 to this guest word at thread
-                // exit; the caller validated it as guest memory.
-                unsafe { syscall6(218, clear_tid, 0, 0, 0, 0, 0) };
-            }
+            // SAFETY: cb is this thread's control block.
+            unsafe { (*cb).clear_tid = clear_tid };
             let _ = tid_tx.send(Ok(tid));
             if go_rx.recv().is_err() {
                 return;
@@ -744,40 +749,26 @@ pub fn spawn_thread(
                 )
             };
             let regs = regs;
-            // SAFETY: from here on this host thread belongs to the guest;
-            // its Rust stack is abandoned. The selector write makes later
-            // guest syscalls trap; every instruction of this block is in
-            // myst's text. The return address is pushed just below the
-            // child's fresh stack pointer, which nothing uses yet.
+            // SAFETY: the guest runs on this host thread until it exits,
+            // when `exit_thread` comes back here (callee-saved registers and
+            // stack restored); regs, cb and fs are valid as described at
+            // myst_enter_guest_thread.
+            unsafe { myst_enter_guest_thread(regs.as_ptr(), cb, fs) };
+            // The guest thread has exited: undo the thread's set-up so the
+            // host thread ends cleanly and its memory is freed.
+            let all: u64 = !0;
+            let off: [u64; 3] = [0, 2, 0]; // stack_t with SS_DISABLE
+                                           // SAFETY: blocking signals, disarming SUD, disabling the
+                                           // alternate stack, clearing GS and unmapping the control block
+                                           // region, which nothing uses any more (we run on the Rust stack).
             unsafe {
-                asm!(
-                    "movb $1, 16(%rdi)",
-                    "wrfsbase %rsi",
-                    "mov 128(%rax), %rcx",
-                    "mov 120(%rax), %rsp",
-                    "push %rcx",
-                    "mov 0(%rax), %r8",
-                    "mov 8(%rax), %r9",
-                    "mov 16(%rax), %r10",
-                    "mov 24(%rax), %r11",
-                    "mov 32(%rax), %r12",
-                    "mov 40(%rax), %r13",
-                    "mov 48(%rax), %r14",
-                    "mov 56(%rax), %r15",
-                    "mov 64(%rax), %rdi",
-                    "mov 72(%rax), %rsi",
-                    "mov 80(%rax), %rbp",
-                    "mov 88(%rax), %rbx",
-                    "mov 96(%rax), %rdx",
-                    "mov 112(%rax), %rcx",
-                    "mov 104(%rax), %rax",
-                    "ret",
-                    in("rax") regs.as_ptr(),
-                    in("rdi") cb,
-                    in("rsi") fs,
-                    options(att_syntax, noreturn)
-                )
+                syscall6(nr::RT_SIGPROCMASK, 2, &all as *const u64 as u64, 0, 8, 0, 0);
+                syscall6(nr::PRCTL, PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0);
+                syscall6(nr::SIGALTSTACK, off.as_ptr() as u64, 0, 0, 0, 0, 0);
+                asm!("wrgsbase {}", in(reg) 0u64, options(nomem, nostack));
+                syscall6(nr::MUNMAP, cb as u64, ALT_SIZE as u64, 0, 0, 0, 0);
             }
+            CONTROL.with(|c| c.set(0));
         });
     // SAFETY: restores the mask saved above.
     unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &old as *const u64 as u64, 0, 8, 0, 0) };
@@ -788,4 +779,94 @@ pub fn spawn_thread(
     before_start(tid);
     let _ = go_tx.send(());
     Ok(tid)
+}
+
+extern "C" {
+    /// Saves the host thread's callee-saved registers and stack pointer in
+    /// the control block, then continues guest code with the registers in
+    /// `regs` (ucontext order), FS base `fs`, selector BLOCK. Returns when
+    /// [`exit_thread`] is called on this thread.
+    fn myst_enter_guest_thread(regs: *const u64, cb: *mut ControlBlock, fs: u64);
+    fn myst_leave_guest_thread(cb: *mut ControlBlock) -> !;
+}
+
+global_asm!(
+    ".pushsection .text.myst_enter_guest_thread,\"ax\",@progbits",
+    ".globl myst_enter_guest_thread",
+    ".type myst_enter_guest_thread,@function",
+    "myst_enter_guest_thread:",
+    "push %rbp",
+    "push %rbx",
+    "push %r12",
+    "push %r13",
+    "push %r14",
+    "push %r15",
+    "mov %rsp, 80(%rsi)",
+    "mov %rdi, %rax",
+    "mov %rsi, %rdi",
+    "mov %rdx, %rsi",
+    "movb $1, 16(%rdi)",
+    "wrfsbase %rsi",
+    "mov 128(%rax), %rcx",
+    "mov 120(%rax), %rsp",
+    // The return address goes just below the child's fresh stack pointer,
+    // which nothing uses yet.
+    "push %rcx",
+    "mov 0(%rax), %r8",
+    "mov 8(%rax), %r9",
+    "mov 16(%rax), %r10",
+    "mov 24(%rax), %r11",
+    "mov 32(%rax), %r12",
+    "mov 40(%rax), %r13",
+    "mov 48(%rax), %r14",
+    "mov 56(%rax), %r15",
+    "mov 64(%rax), %rdi",
+    "mov 72(%rax), %rsi",
+    "mov 80(%rax), %rbp",
+    "mov 88(%rax), %rbx",
+    "mov 96(%rax), %rdx",
+    "mov 112(%rax), %rcx",
+    "mov 104(%rax), %rax",
+    "ret",
+    ".size myst_enter_guest_thread, .-myst_enter_guest_thread",
+    ".globl myst_leave_guest_thread",
+    ".type myst_leave_guest_thread,@function",
+    "myst_leave_guest_thread:",
+    "mov 80(%rdi), %rsp",
+    "pop %r15",
+    "pop %r14",
+    "pop %r13",
+    "pop %r12",
+    "pop %rbx",
+    "pop %rbp",
+    "ret",
+    ".size myst_leave_guest_thread, .-myst_leave_guest_thread",
+    ".popsection",
+    options(att_syntax)
+);
+
+/// Ends the calling guest thread (exit(2)). A thread made by
+/// [`spawn_thread`] clears and wakes its CLONE_CHILD_CLEARTID word, then
+/// returns to its host thread, which frees its resources and ends; the
+/// main thread ends with a host exit (the process ends with its last thread).
+pub fn exit_thread(code: i32) -> ! {
+    let cb = CONTROL.with(|c| c.get()) as *mut ControlBlock;
+    let (host_rsp, clear_tid) = if cb.is_null() {
+        (0, 0)
+    } else {
+        // SAFETY: cb, when set, is this thread's live control block.
+        unsafe { ((*cb).host_rsp, (*cb).clear_tid) }
+    };
+    if host_rsp == 0 {
+        crate::host::exit_thread(code);
+    }
+    if clear_tid != 0 && crate::guestmem::copy_out(clear_tid, &0u32.to_le_bytes()).is_ok() {
+        let _ =
+            crate::guestmem::futex(clear_tid, 1 /* FUTEX_WAKE */, i32::MAX as u32, 0, 0, 0);
+    }
+    // SAFETY: host_rsp was saved by myst_enter_guest_thread on this thread,
+    // whose host stack is intact below it; the Rust frames above (this
+    // syscall's handler, on the signal or runtime stack) are abandoned and
+    // hold no locks.
+    unsafe { myst_leave_guest_thread(cb) }
 }

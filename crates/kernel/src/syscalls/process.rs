@@ -9,7 +9,7 @@ use myst_platform::sud::SyscallFrame;
 
 /// exit(2): ends the calling thread (the process ends with its last thread).
 pub fn exit(code: u64) -> SysResult {
-    host::exit_thread(code as i32 & 0xff)
+    myst_platform::sud::exit_thread(code as i32 & 0xff)
 }
 
 /// set_tid_address(2): the host kernel clears and wakes this guest word

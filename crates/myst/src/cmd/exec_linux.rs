@@ -17,11 +17,14 @@ use std::sync::Arc;
 #[derive(clap::Args)]
 #[command(
     long_about = "Run an unmodified x86-64 Linux program from a root file system: a CPIO archive \
-(loaded into memory), an ext2 image (verified when its root hash is trusted), or a directory \
-(served from the host, no protection). Every system call of the program is caught and served \
-by myst's kernel. Options after PROGRAM belong to the program.\n\n\
+(loaded into memory), an ext2 image, or a directory (served from the host, no protection). \
+Every system call of the program is caught and served by myst's kernel. Options after PROGRAM \
+belong to the program.\n\n\
+An ext2 image is verified block by block when a --pubkey signed it or its root hash is given \
+with --roothash; otherwise it is checked against its own root hash (or read raw if it has no \
+FSSIG trailer) with a warning, and --strict refuses it. Writes go to memory, never to the image.\n\n\
 Exit status: the program's; 128+N if signal N killed it; 1 if myst could not start it.\n\n\
-Examples:\n  myst exec-linux rootfs /bin/hello\n  myst exec-linux --strace rootfs.cpio /bin/ls -la /"
+Examples:\n  myst exec-linux rootfs /bin/hello\n  myst exec-linux --strict --pubkey pub.pem rootfs.img /bin/hello\n  myst exec-linux --strace rootfs.cpio /bin/ls -la /"
 )]
 pub struct Args {
     /// Memory budget of the program (bytes, or with k/m/g), e.g. 256m.
