@@ -50,8 +50,31 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("myst: error: {e:#}");
+            eprintln!("myst: error: {}", one_line(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// The error and its causes on one line, `outer: inner: ...`, leaving out a
+/// cause whose text the line already holds (many error types print their
+/// source inside their own message and also return it from `source()`).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() && text.starts_with(&line) {
+            // The cause already names what the context said (e.g. the path).
+            line = text;
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
