@@ -134,5 +134,39 @@ int main(int argc, char **argv) {
     }
     if (d) closedir(d);
     printf("concurrent files: %d, correct: %d\n", files, good);
+
+    /* 4. Only with a second argument "append": two children open one file
+       with O_CREAT and append to it at the same time (O_APPEND); no record
+       may be lost or overwritten. */
+    if (argc < 3 || strcmp(argv[2], "append"))
+        return 0;
+    fflush(stdout);
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            int fd = open(p("log"), O_WRONLY | O_CREAT | O_APPEND, 0644);
+            char rec[17];
+            for (int i = 0; i < 200; i++) {
+                snprintf(rec, sizeof rec, "kid %d rec %05d\n", k, i);
+                if (write(fd, rec, 16) != 16) _exit(6);
+            }
+            close(fd);
+            _exit(0);
+        }
+    }
+    wait_ok(kids[0]);
+    wait_ok(kids[1]);
+    int recs[2] = {0, 0}, bad = 0;
+    FILE *lf = fopen(p("log"), "r");
+    char line[64];
+    while (lf && fgets(line, sizeof line, lf)) {
+        int k, i;
+        if (strlen(line) == 16 && sscanf(line, "kid %d rec %d", &k, &i) == 2 && (k == 0 || k == 1))
+            recs[k]++;
+        else
+            bad++;
+    }
+    if (lf) fclose(lf);
+    printf("appended records: %d + %d, damaged: %d\n", recs[0], recs[1], bad);
     return 0;
 }

@@ -279,6 +279,13 @@ pub trait FileSystem: Send + Sync {
     fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> FsResult<usize>;
     /// Writes at `offset`, extending the file; returns bytes written.
     fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<usize>;
+    /// Writes at the end of the file (O_APPEND); returns the offset written
+    /// at and the bytes written. File systems shared between processes
+    /// override it to read the size and write under one lock.
+    fn append(&self, ino: Ino, data: &[u8]) -> FsResult<(u64, usize)> {
+        let start = self.getattr(ino)?.size;
+        Ok((start, self.write(ino, start, data)?))
+    }
     /// All entries of a directory, `.` and `..` included.
     fn readdir(&self, dir: Ino) -> FsResult<Vec<DirEntry>>;
     /// Creates a regular file, directory, device, FIFO or socket `name` in `dir`.

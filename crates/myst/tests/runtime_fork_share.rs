@@ -104,3 +104,35 @@ fn forked_processes_share_an_ext2_root() {
         assert_eq!(text(&out), want, "{script}");
     }
 }
+
+/// Concurrent O_APPEND writers in two processes, each opening the file with
+/// O_CREAT: appends are one file-system operation (nothing lost or
+/// overwritten), and an O_CREAT that loses the race to create the file opens
+/// the one the other process made (no EEXIST without O_EXCL).
+#[test]
+fn concurrent_appenders_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((variants, img)) = image(dir.path()) else {
+        return;
+    };
+    for v in &variants {
+        let bin = dir.path().join(format!("tree/bin/forkshare_{v}"));
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let nat = native_run(
+            &bin,
+            &[scratch.path().to_str().expect("utf-8"), "append"],
+            dir.path(),
+        );
+        assert_ok(&nat, "forkshare natively");
+        let want = text(&nat);
+        assert!(
+            want.contains("appended records: 200 + 200, damaged: 0"),
+            "{want}"
+        );
+        for d in ["/data", "/tmp", "/dev/shm"] {
+            let out = myst_run(&[], &img, &format!("/bin/forkshare_{v}"), &[d, "append"]);
+            assert_ok(&out, &format!("forkshare append in {d}"));
+            assert_eq!(text(&out), want, "forkshare_{v} append in {d}");
+        }
+    }
+}

@@ -326,6 +326,13 @@ impl FileSystem for Ext2Fs {
     fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<usize> {
         self.mutate(|s| s.write(ino, offset, data))
     }
+    fn append(&self, ino: Ino, data: &[u8]) -> FsResult<(u64, usize)> {
+        self.mutate(|s| {
+            let i = s.inode(ino)?;
+            let start = s.attr(&i).size;
+            Ok((start, s.write(ino, start, data)?))
+        })
+    }
     fn readdir(&self, dir: Ino) -> FsResult<Vec<DirEntry>> {
         self.lock()?.readdir(dir)
     }

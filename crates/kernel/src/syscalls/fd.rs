@@ -130,7 +130,11 @@ fn kwrite(f: &OpenFile, off: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
                 None => {
                     let mut pos = lock(&f.pos);
                     if f.flags() & O_APPEND != 0 {
-                        *pos = loc.attr()?.size;
+                        // Size and write in one file-system operation, so
+                        // appenders in other processes cannot interleave.
+                        let (start, n) = loc.mnt.fs.append(loc.ino, data)?;
+                        *pos = start + n as u64;
+                        return Ok(n);
                     }
                     let n = loc.mnt.fs.write(loc.ino, *pos, data)?;
                     *pos += n as u64;
@@ -167,8 +171,17 @@ pub fn write(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     }
     let mut pos = lock(&f.pos);
     if f.flags() & O_APPEND != 0 {
-        if let Some(loc) = f.loc() {
-            *pos = loc.attr()?.size;
+        if let FileKind::Node { chain, kind } = &f.kind {
+            if *kind == FileType::Directory {
+                return Err(Errno::EISDIR);
+            }
+            // Size and write in one file-system operation, so appenders in
+            // other processes (a shared ext2 /tmp) cannot interleave.
+            let data = copy_in(buf, count.min(MAX_RW) as usize)?;
+            let loc = chain.loc();
+            let (start, n) = loc.mnt.fs.append(loc.ino, &data)?;
+            *pos = start + n as u64;
+            return Ok(n as i64);
         }
     }
     let n = write_at(&f, *pos, buf, count)?;

@@ -132,13 +132,31 @@ pub fn openat(k: &Kernel, dirfd: u64, pathp: u64, flags: u64, mode: u64) -> SysR
                     time: now(),
                 };
                 let dl = dir.loc().clone();
-                let ino = dl.mnt.fs.create(dl.ino, &name, &new)?;
-                let loc = crate::vfs::Loc {
-                    mnt: dl.mnt.clone(),
-                    ino,
-                };
-                let a = loc.attr()?;
-                (dir.child(&name, loc), a)
+                match dl.mnt.fs.create(dl.ino, &name, &new) {
+                    Ok(ino) => {
+                        let loc = crate::vfs::Loc {
+                            mnt: dl.mnt.clone(),
+                            ino,
+                        };
+                        let a = loc.attr()?;
+                        (dir.child(&name, loc), a)
+                    }
+                    // Another process (sharing this file system) created it
+                    // between the lookup and the create: without O_EXCL,
+                    // open what is there, as Linux does.
+                    Err(e) if e.code == Errno::EEXIST.code && flags & O_EXCL == 0 => {
+                        let (loc, a) = k.vfs.step(dir.loc(), &name)?;
+                        if a.kind == FileType::Symlink {
+                            if flags & O_NOFOLLOW != 0 {
+                                return Err(Errno::ELOOP);
+                            }
+                            resolve_node(k, dirfd, &path, true)?
+                        } else {
+                            (dir.child(&name, loc), a)
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         }
