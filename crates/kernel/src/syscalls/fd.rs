@@ -14,13 +14,18 @@ use std::sync::Arc;
 const MAX_RW: u64 = 0x7fff_f000;
 
 fn host_ret(r: Result<i64, guestmem::Fault>) -> SysResult {
-    match r {
-        Ok(v) if v < 0 => Err(Errno {
+    r.map_err(|_| Errno::EFAULT).and_then(raw_ret)
+}
+
+/// A raw host syscall result: -errno on failure.
+fn raw_ret(v: i64) -> SysResult {
+    if v < 0 {
+        Err(Errno {
             code: (-v) as i32,
             msg: "",
-        }),
-        Ok(v) => Ok(v),
-        Err(_) => Err(Errno::EFAULT),
+        })
+    } else {
+        Ok(v)
     }
 }
 
@@ -86,14 +91,7 @@ fn kread(f: &OpenFile, off: Option<u64>, buf: &mut [u8]) -> Result<usize, Errno>
     match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::read(*fd, buf);
-            if r < 0 {
-                Err(Errno {
-                    code: (-r) as i32,
-                    msg: "",
-                })
-            } else {
-                Ok(r as usize)
-            }
+            raw_ret(r).map(|n| n as usize)
         }
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
@@ -114,14 +112,7 @@ fn kwrite(f: &OpenFile, off: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
     match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::write(*fd, data);
-            if r < 0 {
-                Err(Errno {
-                    code: (-r) as i32,
-                    msg: "",
-                })
-            } else {
-                Ok(r as usize)
-            }
+            raw_ret(r).map(|n| n as usize)
         }
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
@@ -232,16 +223,22 @@ pub fn pwrite(k: &Kernel, fd: u64, buf: u64, count: u64, off: u64) -> SysResult 
 /// readv/preadv/preadv2 (`off` Some for the positioned forms; -1 means the file position).
 pub fn readv(k: &Kernel, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
     let iovs = read_iovec(iov, cnt)?;
+    each_iov(&iovs, |base, len, done| match off {
+        Some(o) if o as i64 != -1 => pread(k, fd, base, len, o.wrapping_add(done)),
+        _ => read(k, fd, base, len),
+    })
+}
+
+/// Runs `one(base, len, bytes done so far)` over the non-empty buffers of
+/// an iovec until one comes back short; an error after some bytes ends
+/// the call with those bytes, as Linux does.
+fn each_iov(iovs: &[(u64, u64)], mut one: impl FnMut(u64, u64, u64) -> SysResult) -> SysResult {
     let mut total = 0i64;
-    for (base, len) in iovs {
+    for &(base, len) in iovs {
         if len == 0 {
             continue;
         }
-        let n = match off {
-            Some(o) if o as i64 != -1 => pread(k, fd, base, len, o.wrapping_add(total as u64)),
-            _ => read(k, fd, base, len),
-        };
-        let n = match n {
+        let n = match one(base, len, total as u64) {
             Ok(n) => n,
             Err(e) if total == 0 => return Err(e),
             Err(_) => break,
@@ -271,35 +268,12 @@ pub fn writev(k: &Kernel, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysR
             }
         }
         let r = host::write(*hfd, &data);
-        return if r < 0 {
-            Err(Errno {
-                code: (-r) as i32,
-                msg: "",
-            })
-        } else {
-            Ok(r)
-        };
+        return raw_ret(r);
     }
-    let mut total = 0i64;
-    for (base, len) in iovs {
-        if len == 0 {
-            continue;
-        }
-        let n = match off {
-            Some(o) if o as i64 != -1 => pwrite(k, fd, base, len, o.wrapping_add(total as u64)),
-            _ => write(k, fd, base, len),
-        };
-        let n = match n {
-            Ok(n) => n,
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        };
-        total += n;
-        if (n as u64) < len {
-            break;
-        }
-    }
-    Ok(total)
+    each_iov(&iovs, |base, len, done| match off {
+        Some(o) if o as i64 != -1 => pwrite(k, fd, base, len, o.wrapping_add(done)),
+        _ => write(k, fd, base, len),
+    })
 }
 
 /// lseek(2).
@@ -308,14 +282,7 @@ pub fn lseek(k: &Kernel, fd: u64, off: u64, whence: u64) -> SysResult {
     let loc = match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::int_syscall(8, [*fd as u64, off, whence, 0, 0, 0]);
-            return if r < 0 {
-                Err(Errno {
-                    code: (-r) as i32,
-                    msg: "",
-                })
-            } else {
-                Ok(r)
-            };
+            return raw_ret(r);
         }
         FileKind::Node { chain, .. } => chain.loc().clone(),
     };
@@ -496,14 +463,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         0x5410 => (4, false),                  // TIOCSPGRP
         0x5409..=0x540B => {
             let r = host::ioctl_int(hfd, req, arg);
-            return if r < 0 {
-                Err(Errno {
-                    code: (-r) as i32,
-                    msg: "",
-                })
-            } else {
-                Ok(r)
-            };
+            return raw_ret(r);
         }
         _ => return Err(Errno::ENOTTY),
     };
@@ -512,13 +472,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
     } else {
         copy_in(arg, size)?
     };
-    let r = host::ioctl_buf(hfd, req, &mut buf);
-    if r < 0 {
-        return Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        });
-    }
+    let r = raw_ret(host::ioctl_buf(hfd, req, &mut buf))?;
     if out {
         copy_out(arg, &buf)?;
     }
