@@ -259,7 +259,10 @@ mod tests {
         s.put(1 << 40, &[2; 512]).unwrap();
         s.put(7, &[3; 512]).unwrap();
         s.put(9, &[4; 512]).unwrap();
-        assert_eq!(s.put(10, &[5; 512]).unwrap_err().errno(), 28);
+        assert_eq!(
+            s.put(10, &[5; 512]).unwrap_err().errno(),
+            crate::Errno::ENOSPC
+        );
         assert!(s.generation().unwrap() >= g0 + 4);
         let mut b = [0u8; 512];
         assert!(s.get(7, &mut b).unwrap());

@@ -202,17 +202,17 @@ pub enum OpenError {
 
 impl OpenError {
     /// The errno this error turns into (EPERM for an untrusted image in strict mode).
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::Errno {
         match self {
             OpenError::Io(e) => e.errno(),
             OpenError::Verity(e) => e.errno(),
-            OpenError::Untrusted { .. } => 1,
-            OpenError::NeedsKey { .. } => 126, // ENOKEY
+            OpenError::Untrusted { .. } => crate::Errno::EPERM,
+            OpenError::NeedsKey { .. } => crate::Errno::ENOKEY,
             OpenError::Crypt {
                 wrong_key: true, ..
-            } => 129, // EKEYREJECTED
-            OpenError::Crypt { .. } => 22,
-            OpenError::Fssig { .. } => 22,
+            } => crate::Errno::EKEYREJECTED,
+            OpenError::Crypt { .. } => crate::Errno::EINVAL,
+            OpenError::Fssig { .. } => crate::Errno::EINVAL,
         }
     }
 }

@@ -60,11 +60,11 @@ pub enum VerityOpenError {
 
 impl VerityOpenError {
     /// The errno this error turns into.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::Errno {
         match self {
             VerityOpenError::Io(e) => e.errno(),
-            VerityOpenError::RootMismatch { .. } => 5,
-            _ => 22,
+            VerityOpenError::RootMismatch { .. } => crate::Errno::EIO,
+            _ => crate::Errno::EINVAL,
         }
     }
 }

@@ -22,12 +22,12 @@ const FUTEX_WAKE: u64 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
     /// A host call failed.
-    #[error("shared memory: {call} failed: errno {errno}")]
+    #[error("shared memory: {call} failed: {errno}")]
     Host {
         /// Which call.
         call: &'static str,
         /// The host errno.
-        errno: i32,
+        errno: crate::errno::Errno,
     },
     /// A zero or absurd size was asked for.
     #[error("shared memory: bad size {0}")]
