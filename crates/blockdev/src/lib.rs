@@ -11,7 +11,7 @@
 //! - [`overlay::Overlay`]: copy-on-write ephemeral writes kept in a
 //!   [`overlay::BlockStore`], never sent to the host.
 //!
-//! [`trust::open_image`] applies the trust rules of FORMATS.md §6 and builds
+//! [`trust::open_image`] applies the trust rules of docs/FORMATS.md §6 and builds
 //! the right stack for an image path. [`mem::MemDevice`] is an in-memory
 //! device for tests and RAM disks.
 #![forbid(unsafe_code)]

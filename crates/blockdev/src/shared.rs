@@ -1,6 +1,6 @@
 //! [`SharedStore`]: an overlay [`BlockStore`] in shared memory (a memfd
 //! mapped `MAP_SHARED`), so a guest parent and the children it forks write
-//! to one ephemeral file system (DESIGN.md "Processes").
+//! to one ephemeral file system (docs/DESIGN.md "Processes").
 //!
 //! Layout of the region: a 64-byte header (lock word, generation, slots
 //! used), an open-addressing table of `(block + 1, slot + 1)` pairs of

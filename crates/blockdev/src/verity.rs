@@ -104,7 +104,7 @@ impl std::fmt::Debug for VerityDevice {
 impl VerityDevice {
     /// Opens the verity area at byte `hash_offset` of `lower` (4096-byte
     /// blocks), trusting only `root_hash`. Validates the superblock
-    /// (FORMATS.md §3) and verifies the top hash block against the root.
+    /// (docs/FORMATS.md §3) and verifies the top hash block against the root.
     pub fn open(
         lower: Arc<dyn BlockDevice>,
         name: &str,

@@ -308,6 +308,26 @@ pub fn sched_getaffinity(mask: &mut [u8]) -> Result<usize, Errno> {
         .map(|n| n as usize)
 }
 
+/// The CPU and NUMA node this thread runs on (host getcpu).
+pub fn getcpu() -> Result<(u32, u32), Errno> {
+    let mut cpu = 0u32;
+    let mut node = 0u32;
+    // SAFETY: both pointers are to live locals of the right size; the third
+    // argument (a cache the kernel ignores) is NULL.
+    check(unsafe {
+        syscall6(
+            309,
+            &mut cpu as *mut u32 as u64,
+            &mut node as *mut u32 as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok((cpu, node))
+}
+
 /// Host prlimit64 on this process; returns the old (cur, max).
 pub fn prlimit(resource: u32, new: Option<[u64; 2]>) -> Result<[u64; 2], Errno> {
     let mut old = [0u64; 2];

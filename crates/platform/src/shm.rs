@@ -1,7 +1,7 @@
 //! Shared memory that survives fork: a memfd mapped `MAP_SHARED`, so a
 //! parent and every child forked after [`SharedRegion::new`] see the same
 //! bytes. The writable file-system state of guest processes lives here
-//! (DESIGN.md "Processes"). The memfd is sparse: pages cost memory only
+//! (docs/DESIGN.md "Processes"). The memfd is sparse: pages cost memory only
 //! once written.
 //!
 //! All access is bounds-checked; the atomics need natural alignment.

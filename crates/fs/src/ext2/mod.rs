@@ -430,7 +430,7 @@ pub struct MountedImage {
     pub image: Image,
 }
 
-/// Opens `path` under the trust rules (FORMATS.md §6), builds the storage
+/// Opens `path` under the trust rules (docs/FORMATS.md §6), builds the storage
 /// stack (`config.overlay_budget` or `overlay_store` for ephemeral writes) and mounts
 /// its ext2 file system. This is what the runtime calls for an ext2 rootfs
 /// or mount.

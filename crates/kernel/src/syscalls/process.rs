@@ -173,6 +173,20 @@ pub fn sched_getaffinity(_pid: u64, size: u64, mask: u64) -> SysResult {
     Ok(n as i64)
 }
 
+/// getcpu(2): the CPU and NUMA node the calling thread runs on, as the host
+/// reports them (either pointer may be NULL; the third argument is unused
+/// since Linux 2.6.24).
+pub fn getcpu(cpu: u64, node: u64) -> SysResult {
+    let (c, n) = host::getcpu()?;
+    if cpu != 0 {
+        copy_out(cpu, &c.to_le_bytes())?;
+    }
+    if node != 0 {
+        copy_out(node, &n.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
 /// futex(2) on guest memory, forwarded to the host.
 pub fn futex(uaddr: u64, op: u64, val: u64, timeout: u64, uaddr2: u64, val3: u64) -> SysResult {
     let r =
