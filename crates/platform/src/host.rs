@@ -415,6 +415,24 @@ pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, i32> 
     Ok(n as usize)
 }
 
+/// Host fcntl record-lock command `cmd` (F_GETLK, F_SETLK, F_SETLKW and
+/// the F_OFD_ forms) with a runtime copy of the guest's `struct flock`;
+/// returns the raw result.
+pub fn fcntl_lock(fd: i32, cmd: u64, lock: &mut [u8; 32]) -> i64 {
+    if !matches!(cmd, 5..=7 | 36..=38) {
+        return -22; // EINVAL
+    }
+    // SAFETY: these commands read and write one 32-byte struct flock,
+    // which `lock` is, alive for the call.
+    unsafe { syscall6(nr::FCNTL, fd as u64, cmd, lock.as_mut_ptr() as u64, 0, 0, 0) }
+}
+
+/// Host flock(2); returns the raw result.
+pub fn flock(fd: i32, op: i32) -> i64 {
+    // SAFETY: flock takes integers only.
+    unsafe { syscall6(73, fd as u64, op as u64, 0, 0, 0, 0) }
+}
+
 /// Host fcntl F_SETFL on a descriptor.
 pub fn set_status_flags(fd: i32, flags: u32) -> Result<(), i32> {
     // SAFETY: F_SETFL takes an integer.
