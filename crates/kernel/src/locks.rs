@@ -513,3 +513,121 @@ pub fn close_file(key: ofd::FileKey) {
         t.bump();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(start: u64, end: u64) -> Range {
+        Range { start, end }
+    }
+
+    /// Splitting, merging and conflicts, flock's separate space, the close
+    /// rule, and references of a real fork child: given back by its own
+    /// close, or reaped after it exits without closing. One test: the
+    /// table and this process's entry are process-wide.
+    #[test]
+    fn locks_and_references() {
+        ofd::init();
+        ofd::register_self();
+        let key = ofd::FileKey { mnt: 99, ino: 5 };
+        let me = my_posix_owner().unwrap();
+        let other = posix_owner(ofd::NPROC - 1);
+        let pid = host_pid() as i32;
+        let held = |write, range| Some(Held { write, range, pid });
+        set(key, Class::Posix, me, Some(true), r(0, 99), None).unwrap();
+        assert_eq!(
+            test(key, Class::Posix, other, false, r(50, 50)).unwrap(),
+            held(true, r(0, 99))
+        );
+        assert_eq!(test(key, Class::Posix, me, true, r(0, 9)).unwrap(), None);
+        set(key, Class::Posix, me, None, r(40, 59), None).unwrap();
+        assert_eq!(
+            test(key, Class::Posix, other, true, r(0, OFFSET_MAX)).unwrap(),
+            held(true, r(0, 39))
+        );
+        assert_eq!(
+            test(key, Class::Posix, other, true, r(40, 59)).unwrap(),
+            None
+        );
+        assert_eq!(
+            test(key, Class::Posix, other, true, r(59, 60)).unwrap(),
+            held(true, r(60, 99))
+        );
+        // A read lock in the middle of a write lock splits it in three.
+        set(key, Class::Posix, me, Some(false), r(10, 19), None).unwrap();
+        assert_eq!(
+            test(key, Class::Posix, other, false, r(10, 19)).unwrap(),
+            None
+        );
+        assert_eq!(
+            test(key, Class::Posix, other, false, r(15, 25)).unwrap(),
+            held(true, r(20, 39))
+        );
+        // Same-type neighbours merge.
+        set(key, Class::Posix, me, Some(true), r(0, 99), None).unwrap();
+        set(key, Class::Posix, me, Some(true), r(100, 199), None).unwrap();
+        assert_eq!(
+            test(key, Class::Posix, other, false, r(150, 150)).unwrap(),
+            held(true, r(0, 199))
+        );
+        assert_eq!(
+            set(key, Class::Posix, other, Some(false), r(5, 5), None).unwrap_err(),
+            Errno::EAGAIN
+        );
+        // OFD locks conflict with POSIX locks; flock is a space of its own.
+        let d1 = u64::from(u32::MAX - 1);
+        let d2 = u64::from(u32::MAX - 2);
+        assert_eq!(
+            set(key, Class::Ofd, d1, Some(false), r(0, 0), None).unwrap_err(),
+            Errno::EAGAIN
+        );
+        flock(key, d1, Some(true), None).unwrap();
+        flock(key, d1, Some(true), None).unwrap();
+        assert_eq!(
+            flock(key, d2, Some(false), None).unwrap_err(),
+            Errno::EAGAIN
+        );
+        flock(key, d1, Some(false), None).unwrap();
+        flock(key, d2, Some(false), None).unwrap();
+        flock(key, d1, None, None).unwrap();
+        flock(key, d2, None, None).unwrap();
+        // Closing any descriptor of the file drops this process's POSIX locks.
+        close_file(ofd::FileKey { mnt: 99, ino: 6 });
+        assert!(test(key, Class::Posix, other, true, r(0, 0))
+            .unwrap()
+            .is_some());
+        close_file(key);
+        assert_eq!(
+            test(key, Class::Posix, other, true, r(0, OFFSET_MAX)).unwrap(),
+            None
+        );
+
+        let d = ofd::Desc::new(1, key, false).unwrap().unwrap();
+        d.set_pos(7);
+        for child_closes in [true, false] {
+            let ticket = ofd::fork_prepare(std::iter::once(&d)).unwrap();
+            assert_eq!(d.refs(), 2);
+            match myst_platform::host::fork().unwrap() {
+                0 => {
+                    ofd::fork_child(ticket);
+                    d.set_pos(d.pos() + 1);
+                    if child_closes {
+                        d.put();
+                    }
+                    myst_platform::host::exit_group(0)
+                }
+                child => {
+                    ofd::fork_parent(ticket, child);
+                    let (_, st) = myst_platform::host::wait4(child as i32, 0).unwrap();
+                    assert_eq!(st, 0);
+                    assert_eq!(d.refs(), if child_closes { 1 } else { 2 });
+                    ofd::reap_pid(child);
+                    assert_eq!(d.refs(), 1);
+                }
+            }
+        }
+        assert_eq!(d.pos(), 9, "the children's offset moves are ours");
+        assert!(d.put(), "the last reference frees the description");
+    }
+}

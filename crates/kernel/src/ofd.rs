@@ -407,7 +407,8 @@ impl Desc {
 
     /// Status flags and access mode.
     pub fn flags(&self) -> u32 {
-        self.u32_word(D_FLAGS).map_or(0, |a| a.load(Ordering::SeqCst))
+        self.u32_word(D_FLAGS)
+            .map_or(0, |a| a.load(Ordering::SeqCst))
     }
 
     /// Replaces the status flags.
@@ -441,6 +442,13 @@ impl Desc {
         if let Some(a) = self.u64_word(D_POS) {
             a.store(v, Ordering::SeqCst);
         }
+    }
+
+    /// Processes holding the description.
+    #[cfg(test)]
+    pub(crate) fn refs(&self) -> u32 {
+        self.u32_word(D_REFS)
+            .map_or(0, |a| a.load(Ordering::SeqCst))
     }
 
     /// The owner key of the OFD and flock locks of this description.

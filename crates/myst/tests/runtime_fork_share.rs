@@ -43,8 +43,7 @@ fn image(dir: &Path) -> Option<(Vec<&'static str>, std::path::PathBuf)> {
     if let Some(bb) = busybox() {
         std::fs::copy(bb, tree.join("bin/busybox")).expect("copy busybox");
         for applet in ["sh", "echo", "cat"] {
-            std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet))
-                .expect("symlink");
+            std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).expect("symlink");
         }
     }
     let img = dir.join("root.img");

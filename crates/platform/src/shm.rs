@@ -297,7 +297,7 @@ pub fn process_running(pid: u32) -> bool {
     let mut pfd = [0u8; 8];
     pfd[..4].copy_from_slice(&(fd as i32).to_le_bytes());
     pfd[4..6].copy_from_slice(&1i16.to_le_bytes()); // POLLIN
-    // SAFETY: one pollfd of 8 bytes, alive for the call; timeout 0.
+                                                    // SAFETY: one pollfd of 8 bytes, alive for the call; timeout 0.
     let n = unsafe { syscall6(POLL, pfd.as_mut_ptr() as u64, 1, 0, 0, 0, 0) };
     // SAFETY: closing the descriptor opened above.
     unsafe { syscall6(nr::CLOSE, fd as u64, 0, 0, 0, 0, 0) };
@@ -327,10 +327,7 @@ mod tests {
         assert!(process_alive(host_pid()));
         assert!(process_running(host_pid()));
         r.lock_word(16);
-        assert_eq!(
-            r.atomic_u32(16).unwrap().load(Ordering::SeqCst),
-            host_pid()
-        );
+        assert_eq!(r.atomic_u32(16).unwrap().load(Ordering::SeqCst), host_pid());
         r.unlock_word(16);
         assert_eq!(r.atomic_u32(16).unwrap().load(Ordering::SeqCst), 0);
     }

@@ -3,8 +3,8 @@
 
 use super::{copy_in, copy_out, file_of, read_iovec, SysResult};
 use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_CLOEXEC, O_NONBLOCK, O_PATH, O_WRONLY};
-use crate::{locks, stat};
 use crate::Kernel;
+use crate::{locks, stat};
 use myst_fs::{Errno, FileType, SetAttr};
 use myst_platform::{guestmem, host};
 use std::sync::atomic::Ordering;
@@ -463,9 +463,7 @@ fn interrupt(k: &Kernel, guest_mask: u64) -> locks::Interrupt {
 
 /// F_GETLK, F_SETLK, F_SETLKW and their F_OFD_ forms.
 fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, guest_mask: u64) -> SysResult {
-    let mut raw: [u8; 32] = copy_in(arg, 32)?
-        .try_into()
-        .map_err(|_| Errno::EFAULT)?;
+    let mut raw: [u8; 32] = copy_in(arg, 32)?.try_into().map_err(|_| Errno::EFAULT)?;
     let i16_at = |o: usize| i16::from_le_bytes([raw[o], raw[o + 1]]);
     let i64_at = |o: usize| {
         let mut b = [0u8; 8];
