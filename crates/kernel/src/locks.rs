@@ -20,10 +20,7 @@ use myst_platform::shm::host_pid;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// ENOLCK: the lock table is full, or locks are not shared.
-pub const ENOLCK: Errno = Errno {
-    code: 37,
-    msg: "no lock records left",
-};
+pub const ENOLCK: Errno = Errno::ENOLCK.with("no lock records left");
 
 /// Linux's OFFSET_MAX: "to the end of the file".
 pub const OFFSET_MAX: u64 = i64::MAX as u64;

@@ -1,7 +1,7 @@
 //! Shared memory that survives fork: a memfd mapped `MAP_SHARED`, so a
 //! parent and every child forked after [`SharedRegion::new`] see the same
 //! bytes. The writable file-system state of guest processes lives here
-//! (DESIGN.md "Processes"). The memfd is sparse: pages cost memory only
+//! (docs/DESIGN.md "Processes"). The memfd is sparse: pages cost memory only
 //! once written.
 //!
 //! All access is bounds-checked; the atomics need natural alignment.
@@ -28,12 +28,12 @@ const LOCK_WAIT_MS: u64 = 50;
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
     /// A host call failed.
-    #[error("shared memory: {call} failed: errno {errno}")]
+    #[error("shared memory: {call} failed: {errno}")]
     Host {
         /// Which call.
         call: &'static str,
         /// The host errno.
-        errno: i32,
+        errno: crate::errno::Errno,
     },
     /// A zero or absurd size was asked for.
     #[error("shared memory: bad size {0}")]
@@ -287,22 +287,21 @@ pub fn process_running(pid: u32) -> bool {
         return false;
     }
     // SAFETY: pidfd_open takes no pointers.
-    let fd = unsafe { syscall6(PIDFD_OPEN, u64::from(pid), 0, 0, 0, 0, 0) };
-    if fd == -3 {
-        return false; // ESRCH
-    }
-    if fd < 0 {
-        return process_alive(pid);
-    }
+    let fd = match check(unsafe { syscall6(PIDFD_OPEN, u64::from(pid), 0, 0, 0, 0, 0) }) {
+        Ok(fd) => fd,
+        Err(e) if e == crate::errno::Errno::ESRCH => return false,
+        Err(_) => return process_alive(pid),
+    };
+    const POLLIN: i16 = 1;
     let mut pfd = [0u8; 8];
     pfd[..4].copy_from_slice(&(fd as i32).to_le_bytes());
-    pfd[4..6].copy_from_slice(&1i16.to_le_bytes()); // POLLIN
-                                                    // SAFETY: one pollfd of 8 bytes, alive for the call; timeout 0.
+    pfd[4..6].copy_from_slice(&POLLIN.to_le_bytes());
+    // SAFETY: one pollfd of 8 bytes, alive for the call; timeout 0.
     let n = unsafe { syscall6(POLL, pfd.as_mut_ptr() as u64, 1, 0, 0, 0, 0) };
     // SAFETY: closing the descriptor opened above.
-    unsafe { syscall6(nr::CLOSE, fd as u64, 0, 0, 0, 0, 0) };
+    unsafe { syscall6(nr::CLOSE, fd, 0, 0, 0, 0, 0) };
     let revents = i16::from_le_bytes([pfd[6], pfd[7]]);
-    !(n > 0 && revents & 1 != 0)
+    !(n > 0 && revents & POLLIN != 0)
 }
 
 #[cfg(test)]

@@ -32,10 +32,7 @@ fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
         Ok(pid) => pid,
         Err(e) => {
             crate::ofd::fork_abort(ticket);
-            return Err(Errno {
-                code: e,
-                msg: "fork",
-            });
+            return Err(e.with("fork"));
         }
     };
     if pid == 0 {
@@ -129,8 +126,7 @@ pub fn clone(
 
 /// wait4(2) on host children.
 pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
-    let (p, st) =
-        host::wait4(pid as i64 as i32, options as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let (p, st) = host::wait4(pid as i64 as i32, options as i32)?;
     // An exited or killed child (not one that stopped or continued) may
     // have left locks and open file references behind.
     if p > 0 && st & 0x7f != 0x7f && st != 0xffff {
