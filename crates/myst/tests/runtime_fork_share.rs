@@ -179,6 +179,41 @@ fn open_file_descriptions_and_locks_are_shared() {
             assert_ok(&out, &format!("ofdshare in {d}"));
             assert_eq!(text(&out), want, "ofdshare_{v} in {d}");
         }
+        // Every call through the SIGSYS path (signals arrive differently).
+        let out = myst_run(
+            &["--rewrite-syscalls", "false"],
+            &img,
+            &format!("/bin/ofdshare_{v}"),
+            &["/tmp"],
+        );
+        assert_ok(&out, "ofdshare without rewriting");
+        assert_eq!(text(&out), want, "ofdshare_{v} without rewriting");
+        // A directory root: files of the host (hostfs), outside the
+        // guest's own /tmp.
+        let host = tempfile::tempdir_in(host_base()).expect("tempdir");
+        let prog = host.path().join("ofdshare");
+        std::fs::copy(&bin, &prog).expect("copy ofdshare");
+        let work = host.path().join("work");
+        std::fs::create_dir(&work).expect("mkdir");
+        let out = myst_run(
+            &[],
+            Path::new("/"),
+            prog.to_str().expect("utf-8"),
+            &[work.to_str().expect("utf-8")],
+        );
+        assert_ok(&out, "ofdshare on a directory root");
+        assert_eq!(text(&out), want, "ofdshare_{v} on a directory root");
+    }
+}
+
+/// A host directory for files a directory-root guest must reach: not
+/// under /tmp, which the guest sees as its own in-memory /tmp.
+fn host_base() -> &'static str {
+    let base = env!("CARGO_TARGET_TMPDIR");
+    if base.starts_with("/tmp/") || base == "/tmp" {
+        "/var/tmp"
+    } else {
+        base
     }
 }
 
@@ -213,14 +248,7 @@ fn shell_redirection_of_a_group_keeps_every_line() {
     let bash = Path::new("/bin/bash");
     assert!(bash.exists(), "/bin/bash is needed for this test");
     assert_eq!(native(bash, &["-c"]), want);
-    // A host directory outside /tmp (the guest's /tmp is its own).
-    let base = env!("CARGO_TARGET_TMPDIR");
-    let base = if base.starts_with("/tmp/") || base == "/tmp" {
-        "/var/tmp"
-    } else {
-        base
-    };
-    let host_dir = tempfile::tempdir_in(base).expect("tempdir");
+    let host_dir = tempfile::tempdir_in(host_base()).expect("tempdir");
     let host_path = host_dir.path().to_str().expect("utf-8").to_string();
     for d in ["/tmp", host_path.as_str()] {
         let line = format!("cd {d} && {script}");
