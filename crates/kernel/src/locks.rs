@@ -323,9 +323,17 @@ fn until_done(
     posix_me: Option<u32>,
     mut attempt: impl FnMut(&Table) -> Result<Step, Errno>,
 ) -> Result<(), Errno> {
+    // Whether this call counts in H_WAITERS (from its first sleep on).
+    let mut waiting = false;
+    let unwait = |t: &Table, waiting: &mut bool| {
+        if std::mem::take(waiting) {
+            t.set32(ofd::H_WAITERS, t.get32(ofd::H_WAITERS).saturating_sub(1));
+        }
+    };
     loop {
         let seq = {
             let t = table().ok_or(ENOLCK)?;
+            unwait(&t, &mut waiting);
             let step = attempt(&t);
             let clear = |t: &Table| {
                 if let Some(me) = posix_me {
@@ -355,6 +363,8 @@ fn until_done(
                         }
                         t.set_blocked_on(me, by);
                     }
+                    t.set32(ofd::H_WAITERS, t.get32(ofd::H_WAITERS) + 1);
+                    waiting = true;
                     t.get32(ofd::H_SEQ)
                 }
             }
@@ -371,8 +381,11 @@ fn until_done(
         if pending & !int.no_handler != 0 {
             // The handler runs when this call returns (EINTR, like Linux
             // without SA_RESTART).
-            if let (Some(t), Some(me)) = (table(), posix_me) {
-                t.set_blocked_on(me, None);
+            if let Some(t) = table() {
+                unwait(&t, &mut waiting);
+                if let Some(me) = posix_me {
+                    t.set_blocked_on(me, None);
+                }
             }
             return Err(Errno::EINTR);
         }

@@ -49,6 +49,8 @@ const H_PROC_FREE: usize = 16;
 const H_PROC_HW: usize = 20;
 pub(crate) const H_LOCK_HW: usize = 24;
 pub(crate) const H_LOCK_USED: usize = 28;
+/// Lock waiters that may be asleep on [`H_SEQ`].
+pub(crate) const H_WAITERS: usize = 32;
 const HEADER: usize = 4096;
 
 // Process entries: pid, state, blocked_on (pix + 1), next free (pix + 1).
@@ -94,6 +96,8 @@ struct Shared {
 static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
 /// This process's entry in the process table, plus one (0: none).
 static MY_PIX: AtomicU32 = AtomicU32::new(0);
+/// This process's host pid (set when it registers, and in fork children).
+static MY_PID: AtomicU32 = AtomicU32::new(0);
 /// This process may own POSIX record locks (close then looks for them).
 pub(crate) static POSIX_LOCKS: AtomicBool = AtomicBool::new(false);
 
@@ -122,6 +126,7 @@ pub fn init() {
 
 /// Registers the calling process (the first guest process) in the table.
 pub fn register_self() {
+    MY_PID.store(host_pid(), Relaxed);
     if let Some(t) = table() {
         if let Ok(pix) = t.alloc_proc() {
             t.set32(proc_at(pix) + P_PID, host_pid());
@@ -134,6 +139,14 @@ pub fn register_self() {
 /// This process's table index.
 pub(crate) fn my_pix() -> Option<u32> {
     MY_PIX.load(Relaxed).checked_sub(1)
+}
+
+/// This process's pid, without a host call once known.
+fn me() -> u32 {
+    match MY_PID.load(Relaxed) {
+        0 => host_pid(),
+        pid => pid,
+    }
 }
 
 fn proc_at(pix: u32) -> usize {
@@ -161,7 +174,7 @@ pub(crate) struct Table {
 pub(crate) fn table() -> Option<Table> {
     let s = shared()?;
     let g = s.local.lock().unwrap_or_else(|p| p.into_inner());
-    s.region.lock_word(H_LOCK);
+    s.region.lock_word_as(H_LOCK, me());
     Some(Table { s, _g: g })
 }
 
@@ -189,12 +202,16 @@ impl Table {
         }
     }
 
-    /// Wakes every lock waiter (something was unlocked).
+    /// Wakes every lock waiter (something was unlocked). Waiters count
+    /// themselves in [`H_WAITERS`] under the table lock before they sleep,
+    /// so without any there is no host call.
     pub(crate) fn bump(&self) {
         if let Some(a) = self.s.region.atomic_u32(H_SEQ) {
             a.fetch_add(1, Ordering::SeqCst);
         }
-        self.s.region.futex_wake(H_SEQ, i32::MAX as u32);
+        if self.get32(H_WAITERS) > 0 {
+            self.s.region.futex_wake(H_SEQ, i32::MAX as u32);
+        }
     }
 
     /// A process's pid (0 while starting or free).
@@ -421,7 +438,7 @@ impl Desc {
     /// Takes the offset lock (callers hold the in-process one first).
     pub fn lock_pos(&self) {
         if let Some(r) = self.region() {
-            r.lock_word(desc_at(self.slot) + D_POSLOCK);
+            r.lock_word_as(desc_at(self.slot) + D_POSLOCK, me());
         }
     }
 
@@ -508,6 +525,7 @@ pub fn fork_parent(ticket: ForkTicket, pid: u32) {
 /// locks are not inherited (they belong to the parent's entry).
 pub fn fork_child(ticket: ForkTicket) {
     POSIX_LOCKS.store(false, Relaxed);
+    MY_PID.store(host_pid(), Relaxed);
     if let (Some(t), Some(c)) = (table(), ticket.child) {
         t.set32(proc_at(c) + P_PID, host_pid());
         t.set32(proc_at(c) + P_STATE, STATE_LIVE);

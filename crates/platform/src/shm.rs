@@ -189,11 +189,16 @@ impl SharedRegion {
     /// process's own pid (a fork child inherits a word its parent's thread
     /// held, or a pid was reused) is taken over at once.
     pub fn lock_word(&self, off: usize) {
+        self.lock_word_as(off, host_pid());
+    }
+
+    /// [`SharedRegion::lock_word`] for a caller that knows its pid `me`
+    /// (saves a host call per lock).
+    pub fn lock_word_as(&self, off: usize, me: u32) {
         use std::sync::atomic::Ordering::{Relaxed, SeqCst};
         let Some(word) = self.atomic_u32(off) else {
             return;
         };
-        let me = host_pid();
         if word.compare_exchange(0, me, SeqCst, Relaxed).is_ok() {
             return;
         }
