@@ -190,4 +190,12 @@ pub trait FileSystem: Send + Sync {
     /// Ends one [`FileSystem::retain`]; an unlinked inode nobody uses any
     /// more is freed.
     fn release(&self, _ino: Ino) {}
+    /// True when one object serves every process forked after the mount
+    /// (state in shared memory), so retain/release counts are for all of
+    /// them: a hold taken in one process may be released in another. False
+    /// for per-process file systems (a fork child has its own copy and
+    /// releases its own holds).
+    fn shared_holds(&self) -> bool {
+        false
+    }
 }

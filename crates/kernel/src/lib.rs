@@ -9,6 +9,8 @@
 pub mod devfs;
 pub mod elf;
 pub mod file;
+pub mod locks;
+pub mod ofd;
 pub mod procfs;
 pub mod stat;
 pub mod syscalls;
@@ -440,8 +442,10 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
     );
     myst_platform::sud::set_dispatcher(syscalls::dispatch);
     myst_platform::rewrite::enable(config.rewrite_syscalls);
+    ofd::init();
     let child = myst_platform::host::fork().map_err(|e| KernelError::Host("fork", e))?;
     if child == 0 {
+        ofd::register_self();
         match myst_platform::sud::enter_guest(entry, sp) {
             Ok(never) => match never {},
             Err(e) => {

@@ -436,6 +436,24 @@ pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, Errno
     Ok(n as usize)
 }
 
+/// Host fcntl record-lock command `cmd` (F_GETLK, F_SETLK, F_SETLKW and
+/// the F_OFD_ forms) with a runtime copy of the guest's `struct flock`.
+pub fn fcntl_lock(fd: i32, cmd: u64, lock: &mut [u8; 32]) -> Result<(), Errno> {
+    if !matches!(cmd, 5..=7 | 36..=38) {
+        return Err(Errno::EINVAL.with("not a record-lock command"));
+    }
+    // SAFETY: these commands read and write one 32-byte struct flock,
+    // which `lock` is, alive for the call.
+    check(unsafe { syscall6(nr::FCNTL, fd as u64, cmd, lock.as_mut_ptr() as u64, 0, 0, 0) })
+        .map(|_| ())
+}
+
+/// Host flock(2).
+pub fn flock(fd: i32, op: i32) -> Result<(), Errno> {
+    // SAFETY: flock takes integers only.
+    check(unsafe { syscall6(nr::FLOCK, fd as u64, op as u64, 0, 0, 0, 0) }).map(|_| ())
+}
+
 /// Host fcntl F_SETFL on a descriptor.
 pub fn set_status_flags(fd: i32, flags: u32) -> Result<(), Errno> {
     // SAFETY: F_SETFL takes an integer.

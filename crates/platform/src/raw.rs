@@ -63,6 +63,7 @@ pub mod nr {
     pub const KILL: u64 = 62;
     pub const UNAME: u64 = 63;
     pub const FCNTL: u64 = 72;
+    pub const FLOCK: u64 = 73;
     pub const GETPPID: u64 = 110;
     pub const SIGALTSTACK: u64 = 131;
     pub const PRCTL: u64 = 157;

@@ -17,6 +17,12 @@ const PROT_RW: u64 = 3;
 const MAP_SHARED: u64 = 1;
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
+const PIDFD_OPEN: u64 = 434;
+const POLL: u64 = 7;
+/// Bit 31 of a lock word: someone sleeps on it.
+const LOCK_WAITERS: u32 = 1 << 31;
+/// How long a lock waiter sleeps before checking that the owner lives.
+const LOCK_WAIT_MS: u64 = 50;
 
 /// Why a region could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +180,78 @@ impl SharedRegion {
         };
     }
 
+    /// Takes the lock whose word is the u32 at `off`: 0 when free, else the
+    /// owner's host pid (bit 31: someone waits). A waiter that times out
+    /// takes the lock over from an owner that no longer runs, so a process
+    /// killed while holding it cannot hang the others. Threads of one
+    /// process must be serialised by the caller (an in-process mutex): the
+    /// word only tells processes apart, and a word left holding this
+    /// process's own pid (a fork child inherits a word its parent's thread
+    /// held, or a pid was reused) is taken over at once.
+    pub fn lock_word(&self, off: usize) {
+        self.lock_word_as(off, host_pid());
+    }
+
+    /// [`SharedRegion::lock_word`] for a caller that knows its pid `me`
+    /// (saves a host call per lock).
+    pub fn lock_word_as(&self, off: usize, me: u32) {
+        use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+        let Some(word) = self.atomic_u32(off) else {
+            return;
+        };
+        if word.compare_exchange(0, me, SeqCst, Relaxed).is_ok() {
+            return;
+        }
+        loop {
+            let cur = word.load(SeqCst);
+            if cur == 0 {
+                // Taken marked contended: others may still sleep on it.
+                if word
+                    .compare_exchange(0, me | LOCK_WAITERS, SeqCst, Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            let owner = cur & !LOCK_WAITERS;
+            if owner == me {
+                if word
+                    .compare_exchange(cur, me | LOCK_WAITERS, SeqCst, Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            if cur & LOCK_WAITERS == 0
+                && word
+                    .compare_exchange(cur, cur | LOCK_WAITERS, SeqCst, Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            self.futex_wait(off, cur | LOCK_WAITERS, LOCK_WAIT_MS);
+            if word.load(SeqCst) == cur | LOCK_WAITERS
+                && !process_running(owner)
+                && word
+                    .compare_exchange(cur | LOCK_WAITERS, me | LOCK_WAITERS, SeqCst, Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Releases a lock taken with [`SharedRegion::lock_word`].
+    pub fn unlock_word(&self, off: usize) {
+        if let Some(word) = self.atomic_u32(off) {
+            if word.swap(0, std::sync::atomic::Ordering::SeqCst) & LOCK_WAITERS != 0 {
+                self.futex_wake(off, 1);
+            }
+        }
+    }
+
     /// Wakes up to `n` waiters on the u32 at `off`.
     pub fn futex_wake(&self, off: usize, n: u32) {
         if let Some(a) = self.atomic_u32(off) {
@@ -204,6 +282,33 @@ pub fn process_alive(pid: u32) -> bool {
     r != -3 // ESRCH
 }
 
+/// True when host process `pid` exists and has not exited: unlike
+/// [`process_alive`], a zombie (exited, not yet waited for) counts as gone,
+/// so what it held can be released before its parent reaps it. A pidfd
+/// becomes readable when its process exits; without pidfds (old kernels)
+/// this falls back to [`process_alive`].
+pub fn process_running(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: pidfd_open takes no pointers.
+    let fd = match check(unsafe { syscall6(PIDFD_OPEN, u64::from(pid), 0, 0, 0, 0, 0) }) {
+        Ok(fd) => fd,
+        Err(e) if e == crate::errno::Errno::ESRCH => return false,
+        Err(_) => return process_alive(pid),
+    };
+    const POLLIN: i16 = 1;
+    let mut pfd = [0u8; 8];
+    pfd[..4].copy_from_slice(&(fd as i32).to_le_bytes());
+    pfd[4..6].copy_from_slice(&POLLIN.to_le_bytes());
+    // SAFETY: one pollfd of 8 bytes, alive for the call; timeout 0.
+    let n = unsafe { syscall6(POLL, pfd.as_mut_ptr() as u64, 1, 0, 0, 0, 0) };
+    // SAFETY: closing the descriptor opened above.
+    unsafe { syscall6(nr::CLOSE, fd, 0, 0, 0, 0, 0) };
+    let revents = i16::from_le_bytes([pfd[6], pfd[7]]);
+    !(n > 0 && revents & POLLIN != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +329,33 @@ mod tests {
         assert_eq!(r.atomic_u64(8).unwrap().load(Ordering::SeqCst), 5);
         r.futex_wait(8, 1, 1); // value differs: returns at once
         assert!(process_alive(host_pid()));
+        assert!(process_running(host_pid()));
+        r.lock_word(16);
+        assert_eq!(r.atomic_u32(16).unwrap().load(Ordering::SeqCst), host_pid());
+        r.unlock_word(16);
+        assert_eq!(r.atomic_u32(16).unwrap().load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_zombie_is_not_running_and_its_lock_is_taken_over() {
+        let r = SharedRegion::new("t", 4096).unwrap();
+        let pid = match crate::host::fork().unwrap() {
+            0 => {
+                r.lock_word(0);
+                crate::host::exit_group(0)
+            }
+            pid => pid,
+        };
+        // Not waited for yet: a zombie holding the lock.
+        while r.atomic_u32(0).unwrap().load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        while process_running(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(process_alive(pid), "a zombie still exists");
+        r.lock_word(0);
+        r.unlock_word(0);
+        crate::host::wait4(pid as i32, 0).unwrap();
     }
 }

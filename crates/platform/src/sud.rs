@@ -303,6 +303,20 @@ thread_local! {
     static CONTROL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// Signals the guest-handler trampoline deferred on this thread while it
+/// ran runtime code of the fast path (bit N-1 for signal N); they are
+/// delivered when the current call returns.
+pub fn deferred_signals() -> u64 {
+    let cb = CONTROL.with(|c| c.get()) as *const ControlBlock;
+    if cb.is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null CONTROL is this thread's live control block; the
+    // trampoline writes `pending` from a signal handler on this thread, so
+    // a volatile read sees a whole, current value.
+    unsafe { std::ptr::addr_of!((*cb).pending).read_volatile() }
+}
+
 /// In a fork child (called from the syscall handler): arms Syscall User
 /// Dispatch again, which fork does not inherit. The control block and
 /// alternate stack are at the same addresses in the child.

@@ -20,6 +20,7 @@ mod alloc;
 mod bmap;
 mod dir;
 pub mod disk;
+mod holds;
 mod io;
 mod ops;
 mod state;
@@ -96,6 +97,8 @@ pub struct MountOptions {
 /// A mounted ext2 file system.
 pub struct Ext2Fs {
     state: Mutex<State>,
+    /// Hold counts are one table for every process sharing the device.
+    shared_holds: bool,
 }
 
 impl Ext2Fs {
@@ -177,7 +180,7 @@ impl Ext2Fs {
             groups,
             read_only,
             name: name.clone(),
-            holds: HashMap::new(),
+            holds: holds::Holds::new(dev.shared_generation().is_some()),
             orphans: HashSet::new(),
             dirty_sb: false,
             dirty_groups: BTreeSet::new(),
@@ -191,6 +194,7 @@ impl Ext2Fs {
             Err(errno) => return Err(MountError::BadRoot { name, errno }),
         }
         Ok(Ext2Fs {
+            shared_holds: st.holds.is_shared(),
             state: Mutex::new(st),
         })
     }
@@ -382,8 +386,16 @@ impl FileSystem for Ext2Fs {
     }
     fn retain(&self, ino: Ino) {
         if let (Ok(mut st), Ok(i)) = (self.lock(), u32::try_from(ino)) {
-            *st.holds.entry(i).or_insert(0) += 1;
+            if !st.holds.add(i) {
+                eprintln!(
+                    "myst: ext2: {}: too many open inodes; inode {i} may be freed while open",
+                    st.name
+                );
+            }
         }
+    }
+    fn shared_holds(&self) -> bool {
+        self.shared_holds
     }
     fn release(&self, ino: Ino) {
         if let Ok(i) = u32::try_from(ino) {

@@ -327,7 +327,9 @@ impl State {
 
     /// An inode lost its last link: free it now or when the VFS lets go.
     fn unlinked(&mut self, i: Inode) -> FsResult<()> {
-        if self.holds.contains_key(&i.ino) {
+        if self.holds.count(i.ino) > 0 {
+            // With shared holds the process that frees it may be another
+            // one; it recognises the orphan by its zero link count.
             self.orphans.insert(i.ino);
             Ok(())
         } else {
@@ -538,15 +540,21 @@ impl State {
 
     /// `release`: frees an orphan when its last user goes.
     pub fn release(&mut self, ino: u32) -> FsResult<()> {
-        let Some(n) = self.holds.get_mut(&ino) else {
-            return Ok(());
-        };
-        *n -= 1;
-        if *n > 0 {
+        if self.holds.sub(ino) != Some(0) {
             return Ok(());
         }
-        self.holds.remove(&ino);
-        if self.orphans.contains(&ino) && self.read_only.is_none() {
+        if self.read_only.is_some() {
+            return Ok(());
+        }
+        if self.holds.is_shared() {
+            // Unlinked in any process sharing the device: no links left.
+            let i = self.read_inode_raw(ino)?;
+            if i.links == 0 && i.kind().is_some() && ino != ROOT_INO {
+                self.destroy(i)?;
+            } else {
+                self.orphans.remove(&ino);
+            }
+        } else if self.orphans.contains(&ino) {
             let i = self.read_inode_raw(ino)?;
             self.destroy(i)?;
         }

@@ -2,9 +2,9 @@
 //! fcntl, ioctl, getdents64, fstat, fsync, ftruncate, sendfile, pipes, poll.
 
 use super::{copy_in, copy_out, file_of, read_iovec, SysResult};
-use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_CLOEXEC, O_NONBLOCK, O_WRONLY};
-use crate::stat;
+use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_CLOEXEC, O_NONBLOCK, O_PATH, O_WRONLY};
 use crate::Kernel;
+use crate::{locks, stat};
 use myst_fs::{Errno, FileType, SetAttr};
 use myst_platform::{guestmem, host};
 use std::sync::atomic::Ordering;
@@ -87,7 +87,7 @@ fn kread(f: &OpenFile, off: Option<u64>, buf: &mut [u8]) -> Result<usize, Errno>
             match off {
                 Some(o) => loc.mnt.fs.read(loc.ino, o, buf),
                 None => {
-                    let mut pos = lock(&f.pos);
+                    let mut pos = f.pos();
                     let n = loc.mnt.fs.read(loc.ino, *pos, buf)?;
                     *pos += n as u64;
                     Ok(n)
@@ -108,7 +108,7 @@ fn kwrite(f: &OpenFile, off: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
             match off {
                 Some(o) => loc.mnt.fs.write(loc.ino, o, data),
                 None => {
-                    let mut pos = lock(&f.pos);
+                    let mut pos = f.pos();
                     if f.flags() & O_APPEND != 0 {
                         // Size and write in one file-system operation, so
                         // appenders in other processes cannot interleave.
@@ -134,7 +134,7 @@ pub fn read(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     if let FileKind::Host { .. } = f.kind {
         return read_at(&f, 0, buf, count);
     }
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     let n = read_at(&f, *pos, buf, count)?;
     *pos += n as u64;
     Ok(n)
@@ -149,7 +149,7 @@ pub fn write(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     if let FileKind::Host { .. } = f.kind {
         return write_at(&f, 0, buf, count);
     }
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     if f.flags() & O_APPEND != 0 {
         if let FileKind::Node { chain, kind } = &f.kind {
             if *kind == FileType::Directory {
@@ -275,7 +275,7 @@ pub fn lseek(k: &Kernel, fd: u64, off: u64, whence: u64) -> SysResult {
         }
         FileKind::Node { chain, .. } => chain.loc().clone(),
     };
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     let off = off as i64;
     let new = match whence {
         0 => off,
@@ -368,8 +368,13 @@ pub fn dup3(k: &Kernel, old: u64, new: u64, flags: u64) -> SysResult {
     install_at(k, f, new, flags != 0)
 }
 
-/// fcntl(2).
-pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
+/// Status flags F_SETFL may change (O_APPEND, O_NONBLOCK, O_ASYNC,
+/// O_DIRECT, O_NOATIME), as on Linux.
+const SETFL_MASK: u32 = O_APPEND | O_NONBLOCK | 0o20000 | 0o40000 | 0o1000000;
+
+/// fcntl(2). `guest_mask` is the caller's signal mask (F_SETLKW waits
+/// until a signal the guest handles arrives).
+pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, guest_mask: u64) -> SysResult {
     let ifd = i32::try_from(fd as i64).map_err(|_| Errno::EBADF)?;
     let f = file_of(k, fd)?;
     match cmd {
@@ -381,27 +386,181 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         3 => Ok((f.flags() | 0o100000) as i64),
         4 => {
-            let keep = f.flags() & !(O_APPEND | O_NONBLOCK);
-            let new = keep | (arg as u32 & (O_APPEND | O_NONBLOCK));
-            f.flags.store(new, Ordering::Relaxed);
+            let keep = f.flags() & !SETFL_MASK;
+            let new = keep | (arg as u32 & SETFL_MASK);
+            f.set_flags(new);
             if let FileKind::Host { fd, .. } = &f.kind {
                 let _ = host::set_status_flags(*fd, new & (O_APPEND | O_NONBLOCK) | (new & 3));
             }
             Ok(0)
         }
-        5 | 36 => {
-            // F_GETLK: nothing is locked (one process owns the files).
-            let mut fl = copy_in(arg, 32)?;
-            fl[0..2].copy_from_slice(&2i16.to_le_bytes());
-            copy_out(arg, &fl)?;
-            Ok(0)
+        5..=7 | 36..=38 => record_lock(k, &f, cmd, arg, guest_mask),
+        // Leases: none can be taken; nothing is ever leased.
+        1024 => {
+            if arg == 2 {
+                Ok(0)
+            } else {
+                Err(Errno::EINVAL.with("leases are not supported"))
+            }
         }
-        6 | 7 | 37 | 38 => Ok(0),
-        1024 | 1025 => Ok(0),
+        1025 => Ok(2),
         1031 | 1032 => Ok(65536),
         1033 | 1034 => Ok(0),
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// The byte range of a `struct flock` (Linux's flock_to_posix_lock).
+fn lock_range(f: &OpenFile, whence: i16, start: i64, len: i64) -> Result<locks::Range, Errno> {
+    let base = match whence {
+        0 => 0,
+        1 => *f.pos() as i64,
+        2 => match f.loc() {
+            Some(l) => l.attr()?.size as i64,
+            None => return Err(Errno::EINVAL),
+        },
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut first = base.checked_add(start).ok_or(Errno::EOVERFLOW)?;
+    if first < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let last = if len > 0 {
+        first.checked_add(len - 1).ok_or(Errno::EOVERFLOW)?
+    } else if len < 0 {
+        let last = first - 1;
+        first += len;
+        if first < 0 {
+            return Err(Errno::EINVAL);
+        }
+        last
+    } else {
+        i64::MAX
+    };
+    Ok(locks::Range {
+        start: first as u64,
+        end: last as u64,
+    })
+}
+
+fn interrupt(k: &Kernel, guest_mask: u64) -> locks::Interrupt {
+    locks::Interrupt {
+        guest_mask,
+        no_handler: k.no_handler.load(Ordering::Relaxed),
+    }
+}
+
+/// F_GETLK, F_SETLK, F_SETLKW and their F_OFD_ forms.
+fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, guest_mask: u64) -> SysResult {
+    let mut raw: [u8; 32] = copy_in(arg, 32)?.try_into().map_err(|_| Errno::EFAULT)?;
+    let i16_at = |o: usize| i16::from_le_bytes([raw[o], raw[o + 1]]);
+    let i64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[o..o + 8]);
+        i64::from_le_bytes(b)
+    };
+    let (l_type, whence, start, len) = (i16_at(0), i16_at(2), i64_at(8), i64_at(16));
+    let l_pid = i32::from_le_bytes([raw[24], raw[25], raw[26], raw[27]]);
+    let ofd_cmd = cmd >= 36;
+    let get = cmd == 5 || cmd == 36;
+    let wait = cmd == 7 || cmd == 38;
+    if f.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    if ofd_cmd && l_pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let new = match l_type {
+        0 => Some(false),
+        1 => Some(true),
+        2 => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    if let FileKind::Host { fd, .. } = &f.kind {
+        // Pipes, sockets, terminals: the host's own locks.
+        let int = interrupt(k, guest_mask);
+        let r = if wait {
+            myst_platform::sud::interruptible(int.no_handler & !int.guest_mask, || {
+                host::fcntl_lock(*fd, cmd, &mut raw)
+            })
+        } else {
+            host::fcntl_lock(*fd, cmd, &mut raw)
+        };
+        r?;
+        if get {
+            copy_out(arg, &raw)?;
+        }
+        return Ok(0);
+    }
+    if !get {
+        match new {
+            Some(false) if !f.readable() => return Err(Errno::EBADF),
+            Some(true) if !f.writable() => return Err(Errno::EBADF),
+            _ => {}
+        }
+    }
+    let key = f.key().ok_or(Errno::EBADF)?;
+    let range = lock_range(f, whence, start, len)?;
+    let (class, owner) = if ofd_cmd {
+        let d = f.desc().ok_or(locks::ENOLCK)?;
+        (locks::Class::Ofd, d.owner())
+    } else {
+        (locks::Class::Posix, locks::my_posix_owner()?)
+    };
+    if get {
+        let write = new.ok_or(Errno::EINVAL)?;
+        match locks::test(key, class, owner, write, range)? {
+            None => raw[0..2].copy_from_slice(&2i16.to_le_bytes()),
+            Some(h) => {
+                let len = if h.range.end == locks::OFFSET_MAX {
+                    0
+                } else {
+                    h.range.end - h.range.start + 1
+                };
+                raw[0..2].copy_from_slice(&i16::from(h.write).to_le_bytes());
+                raw[2..4].copy_from_slice(&0i16.to_le_bytes());
+                raw[8..16].copy_from_slice(&h.range.start.to_le_bytes());
+                raw[16..24].copy_from_slice(&len.to_le_bytes());
+                raw[24..28].copy_from_slice(&h.pid.to_le_bytes());
+            }
+        }
+        copy_out(arg, &raw)?;
+        return Ok(0);
+    }
+    let int = interrupt(k, guest_mask);
+    locks::set(key, class, owner, new, range, wait.then_some(&int))?;
+    Ok(0)
+}
+
+/// flock(2): whole-file locks owned by the open file description.
+pub fn flock(k: &Kernel, fd: u64, op: u64, guest_mask: u64) -> SysResult {
+    const LOCK_NB: u64 = 4;
+    let f = file_of(k, fd)?;
+    if f.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    let new = match op & !LOCK_NB {
+        1 => Some(false),
+        2 => Some(true),
+        8 => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let int = interrupt(k, guest_mask);
+    let blocking = op & LOCK_NB == 0 && new.is_some();
+    if let FileKind::Host { fd, .. } = &f.kind {
+        let r = if blocking {
+            myst_platform::sud::interruptible(int.no_handler & !int.guest_mask, || {
+                host::flock(*fd, op as i32)
+            })
+        } else {
+            host::flock(*fd, op as i32)
+        };
+        return r.map(|_| 0);
+    }
+    let key = f.key().ok_or(Errno::EBADF)?;
+    let d = f.desc().ok_or(locks::ENOLCK)?;
+    locks::flock(key, d.owner(), new, blocking.then_some(&int))?;
+    Ok(0)
 }
 
 /// ioctl(2): terminal requests go to the host for host descriptors.
@@ -422,7 +581,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             } else {
                 flags & !O_NONBLOCK
             };
-            f.flags.store(new, Ordering::Relaxed);
+            f.set_flags(new);
             if let FileKind::Host { fd, .. } = &f.kind {
                 let _ = host::set_status_flags(*fd, new & (O_APPEND | O_NONBLOCK) | (new & 3));
             }
@@ -435,7 +594,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         FileKind::Node { chain, kind } => {
             if req == 0x541B && *kind == FileType::Regular {
                 let size = chain.loc().attr()?.size;
-                let pos = *lock(&f.pos);
+                let pos = *f.pos();
                 super::write_i32(arg, size.saturating_sub(pos).min(i32::MAX as u64) as i32)?;
                 return Ok(0);
             }
@@ -597,7 +756,7 @@ pub fn getdents64(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
         } => chain.clone(),
         _ => return Err(Errno::ENOTDIR),
     };
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     let mut cache = lock(&f.dir_cache);
     if cache.is_none() || *pos == 0 {
         let loc = chain.loc();
