@@ -21,9 +21,13 @@ const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
-    let pid = host::fork().map_err(|e| Errno {
-        code: e,
-        msg: "fork",
+    let held = crate::pagestore::before_fork();
+    let pid = host::fork().map_err(|e| {
+        crate::pagestore::fork_failed(&held);
+        Errno {
+            code: e,
+            msg: "fork",
+        }
     })?;
     if pid == 0 {
         if let Err(e) = sud::rearm_after_fork() {

@@ -25,6 +25,7 @@ pub fn set_tid_address(addr: u64) -> SysResult {
 
 /// exit_group(2).
 pub fn exit_group(code: u64) -> SysResult {
+    crate::pagestore::at_exit();
     host::exit_group(code as i32 & 0xff)
 }
 
