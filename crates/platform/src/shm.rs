@@ -230,10 +230,12 @@ impl SharedRegion {
     pub fn read(&self, off: usize, buf: &mut [u8]) -> bool {
         match self.range(off, buf.len()) {
             Some(p) => {
-                // SAFETY: `p..p+len` is inside the live mapping and `buf` is a
-                // distinct Rust buffer; a racing writer in another process
-                // can only make the bytes stale, never unsafe for `u8`.
-                unsafe { std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
+                // SAFETY: `p..p+len` is inside the live mapping; a racing
+                // writer in another process can only make the bytes stale,
+                // never unsafe for `u8`. `buf` may be guest memory mapped from
+                // the same memfd (a read() into a shared mapping of the same
+                // file), so the copy allows overlap.
+                unsafe { std::ptr::copy(p, buf.as_mut_ptr(), buf.len()) };
                 true
             }
             None => false,
@@ -244,8 +246,10 @@ impl SharedRegion {
     pub fn write(&self, off: usize, data: &[u8]) -> bool {
         match self.range(off, data.len()) {
             Some(p) => {
-                // SAFETY: as in `read`; no Rust reference to these bytes exists.
-                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+                // SAFETY: as in `read` (overlap allowed: `data` may be a guest
+                // mapping of these very pages); no Rust reference to these
+                // bytes exists.
+                unsafe { std::ptr::copy(data.as_ptr(), p, data.len()) };
                 true
             }
             None => false,
