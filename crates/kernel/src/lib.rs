@@ -87,8 +87,8 @@ pub enum KernelError {
     #[error(transparent)]
     Platform(#[from] myst_platform::PlatformError),
     /// fork or wait failed.
-    #[error("{0} failed: errno {1}")]
-    Host(&'static str, i32),
+    #[error("{0} failed: {1}")]
+    Host(&'static str, Errno),
 }
 
 /// Current directory and umask.
@@ -425,11 +425,10 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
             None
         } else {
             Some(
-                (0..460u64)
-                    .filter(|&n| {
-                        syscalls::names::name(n)
-                            .is_some_and(|s| config.strace_filter.iter().any(|f| f == s))
-                    })
+                config
+                    .strace_filter
+                    .iter()
+                    .filter_map(|n| syscalls::table::number(n))
                     .collect(),
             )
         },

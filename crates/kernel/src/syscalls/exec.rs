@@ -24,10 +24,7 @@ fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
     let held = crate::pagestore::before_fork();
     let pid = host::fork().map_err(|e| {
         crate::pagestore::fork_failed(&held);
-        Errno {
-            code: e,
-            msg: "fork",
-        }
+        e.with("fork")
     })?;
     if pid == 0 {
         if let Err(e) = sud::rearm_after_fork() {
@@ -113,8 +110,7 @@ pub fn clone(
 
 /// wait4(2) on host children.
 pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
-    let (p, st) =
-        host::wait4(pid as i64 as i32, options as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let (p, st) = host::wait4(pid as i64 as i32, options as i32)?;
     if p > 0 && status != 0 {
         write_i32(status, st)?;
     }

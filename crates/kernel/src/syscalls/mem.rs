@@ -18,10 +18,6 @@ const PAGE: u64 = 4096;
 /// makedev(1, 5).
 const DEV_ZERO: u64 = (1 << 8) | 5;
 
-fn errno(e: i32) -> Errno {
-    Errno { code: e, msg: "" }
-}
-
 /// mmap(2).
 pub fn mmap(
     k: &Kernel,
@@ -42,9 +38,7 @@ pub fn mmap(
         return Err(Errno::EINVAL);
     }
     if flags & MAP_ANONYMOUS != 0 {
-        return guestmem::map(addr, len, prot, flags, None)
-            .map(|a| a as i64)
-            .map_err(errno);
+        return guestmem::map(addr, len, prot, flags, None).map(|a| a as i64);
     }
     let f = file_of(k, fd)?;
     let (loc, path) = match &f.kind {
@@ -57,9 +51,7 @@ pub fn mmap(
             kind: FileType::CharDev,
         } if chain.loc().attr().is_ok_and(|a| a.rdev == DEV_ZERO) => {
             // /dev/zero: anonymous memory, shared or private as asked.
-            return guestmem::map(addr, len, prot, flags | MAP_ANONYMOUS, None)
-                .map(|a| a as i64)
-                .map_err(errno);
+            return guestmem::map(addr, len, prot, flags | MAP_ANONYMOUS, None).map(|a| a as i64);
         }
         FileKind::Node { .. } => return Err(Errno::ENODEV),
         FileKind::Host { .. } => return Err(Errno::ENODEV),
@@ -98,8 +90,8 @@ pub fn mmap(
         match r {
             Ok((at, _)) => return Ok(at as i64),
             // A host that refuses (noexec mount, odd file): copy instead.
-            Err(e) if !shared && (e == 1 || e == 13 || e == 19) => {}
-            Err(e) => return Err(errno(e)),
+            Err(e) if !shared && [Errno::EPERM, Errno::EACCES, Errno::ENODEV].contains(&e) => {}
+            Err(e) => return Err(e),
         }
     }
     if shared {
@@ -129,12 +121,12 @@ pub fn mmap(
             }
             Err(e) => {
                 pagestore::unref(m.tag.id);
-                Err(errno(e))
+                Err(e)
             }
         };
     }
     let private = (flags & !0xf) | 2;
-    let at = guestmem::map(addr, len, prot | PROT_WRITE | 1, private, Some(name)).map_err(errno)?;
+    let at = guestmem::map(addr, len, prot | PROT_WRITE | 1, private, Some(name))?;
     let size = loc.attr()?.size;
     let avail = size.saturating_sub(off).min(len);
     let mut done = 0u64;
@@ -160,14 +152,14 @@ pub fn mmap(
         done += n as u64;
     }
     if prot != prot | PROT_WRITE | 1 {
-        guestmem::protect(at, len, prot).map_err(errno)?;
+        guestmem::protect(at, len, prot)?;
     }
     Ok(at as i64)
 }
 
 /// munmap(2).
 pub fn munmap(addr: u64, len: u64) -> SysResult {
-    guestmem::unmap(addr, len).map(|_| 0).map_err(errno)
+    guestmem::unmap(addr, len).map(|_| 0)
 }
 
 /// mprotect(2).
@@ -175,9 +167,7 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
     if len == 0 {
         return Ok(0);
     }
-    guestmem::protect(addr, len, prot as u32)
-        .map(|_| 0)
-        .map_err(errno)
+    guestmem::protect(addr, len, prot as u32).map(|_| 0)
 }
 
 /// mremap(2).
@@ -189,9 +179,7 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -
     if let Some((r, t)) = grows_store {
         return mremap_store(&r, t, old, old_len, new_len, flags as u32, new_addr);
     }
-    guestmem::remap(old, old_len, new_len, flags as u32, new_addr)
-        .map(|a| a as i64)
-        .map_err(errno)
+    guestmem::remap(old, old_len, new_len, flags as u32, new_addr).map(|a| a as i64)
 }
 
 /// Grows a mapping of page-store pages: the file's next pages are mapped
@@ -239,7 +227,7 @@ fn mremap_store(
         // The process keeps a region of the file throughout, so the new
         // reference is one too many.
         pagestore::unref(m.tag.id);
-        res.map(|(a, _)| a).map_err(errno)
+        res.map(|(a, _)| a)
     };
     if flags & FIXED == 0 {
         // In place: the next file pages right after the old ones, if
@@ -292,7 +280,7 @@ pub fn msync(addr: u64, len: u64, flags: u64) -> SysResult {
                 pagestore::writeback(t.id, t.pgoff, (p.end - p.start) / PAGE)?;
             }
             Some(_) if p.shared => {
-                guestmem::host_msync(p.start, p.end - p.start, flags as u32).map_err(errno)?;
+                guestmem::host_msync(p.start, p.end - p.start, flags as u32)?;
             }
             _ => {}
         }
@@ -305,9 +293,7 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
     if len == 0 {
         return Ok(0);
     }
-    guestmem::advise(addr, len, advice as u32)
-        .map(|_| 0)
-        .map_err(errno)
+    guestmem::advise(addr, len, advice as u32).map(|_| 0)
 }
 
 /// brk(2): grows or shrinks the heap after the program image; returns the

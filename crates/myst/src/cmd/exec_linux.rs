@@ -187,7 +187,7 @@ fn parse_roothash(f: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(out)
 }
 
-/// Mounts an ext2 image through the storage stack (FORMATS.md §6):
+/// Mounts an ext2 image through the storage stack (docs/FORMATS.md §6):
 /// verified by a trusted signature (--pubkey) or root hash (--roothash);
 /// otherwise, like Mystikos, checked against its own FSSIG root hash with a
 /// warning (that detects corruption, not a substituted image), or read raw
