@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,14 +304,90 @@ static void offsets(void) {
     close(fd);
 }
 
+/* LTP's checkpoint set-up: a child execs a new program that finds the
+ * file by name (tst_reinit), maps it and writes into it. */
+static void reinit(void) {
+    int fd = make("ri", pg);
+    char *m = map(fd, pg, PROT_READ | PROT_WRITE, 0);
+    strcpy(m, "before exec");
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = {"mapshared", dir, "reinit", path("ri"), NULL};
+        execv("/proc/self/exe", args);
+        _exit(3);
+    }
+    int st = wait_child(pid);
+    printf("exec'd child (status %d) wrote: \"%s\"\n", st, m + 64);
+    munmap(m, pg);
+    close(fd);
+}
+
+static int reinit_child(const char *file) {
+    int fd = open(file, O_RDWR);
+    if (fd < 0) return 4;
+    char *m = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) return 5;
+    snprintf(m + 64, 64, "after exec, saw \"%s\"", m);
+    return 0;
+}
+
+/* POSIX named semaphores: sem_open maps /dev/shm/sem.NAME shared. */
+static void semaphores(void) {
+    sem_unlink("/mapshared_sem");
+    sem_t *s = sem_open("/mapshared_sem", O_CREAT | O_EXCL, 0600, 0);
+    if (s == SEM_FAILED) die("sem_open");
+    int fd = make("semdata", pg);
+    int *counter = map(fd, pg, PROT_READ | PROT_WRITE, 0);
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            /* A child opens the semaphore by name, like an unrelated process. */
+            sem_t *t = sem_open("/mapshared_sem", 0);
+            if (t == SEM_FAILED) _exit(2);
+            if (sem_wait(t)) _exit(3);
+            (*counter)++; /* one at a time: the semaphore is a mutex */
+            sem_post(t);
+            _exit(0);
+        }
+    }
+    *counter = 100;
+    sem_post(s);
+    int sum = 0;
+    for (int i = 0; i < 3; i++) sum += wait_child(kids[i]);
+    int v = -1;
+    sem_getvalue(s, &v);
+    printf("semaphores: statuses %d, counter %d, value %d\n", sum, *counter, v);
+    sem_close(s);
+    sem_unlink("/mapshared_sem");
+    munmap(counter, pg);
+    close(fd);
+}
+
+/* Budget: a shared mapping of MIB mebibytes, every page written. */
+static int big(const char *mib) {
+    size_t len = (size_t)atol(mib) << 20;
+    int fd = make("big", len);
+    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        printf("big: %s\n", errno == ENOMEM ? "ENOMEM" : strerror(errno));
+        return 0;
+    }
+    for (size_t i = 0; i < len; i += pg) m[i] = 1;
+    printf("big: mapped\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: mapshared DIR\n");
+        fprintf(stderr, "usage: mapshared DIR [reinit FILE | big MIB]\n");
         return 2;
     }
     snprintf(dir, sizeof dir, "%s", argv[1]);
     pg = sysconf(_SC_PAGESIZE);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 3 && !strcmp(argv[2], "reinit")) return reinit_child(argv[3]);
+    if (argc > 3 && !strcmp(argv[2], "big")) return big(argv[3]);
     ltp_ipc();
     parent_child();
     unrelated();
@@ -319,6 +396,8 @@ int main(int argc, char **argv) {
     truncation();
     protect_remap();
     offsets();
+    reinit();
+    semaphores();
     printf("done\n");
     return 0;
 }

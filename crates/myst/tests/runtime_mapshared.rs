@@ -103,3 +103,34 @@ fn shared_mappings_on_an_ext2_root() {
 fn shared_mappings_on_a_cpio_root() {
     check_root(&fixture().cpio, "a CPIO root");
 }
+
+/// Store pages count against --memory-size: a shared mapping that fits is
+/// made (as natively), one larger than the budget is ENOMEM, not a crash.
+#[test]
+fn shared_mappings_stay_inside_the_memory_budget() {
+    let f = fixture();
+    for (v, _) in &f.native {
+        let bin = f.tree.join(format!("bin/mapshared_{v}"));
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let nat = native_run(
+            &bin,
+            &[scratch.path().to_str().expect("utf-8"), "big", "8"],
+            &f.tree,
+        );
+        assert_ok(&nat, "mapshared big natively");
+        for d in ["/tmp", "/dev/shm"] {
+            let prog = format!("/bin/mapshared_{v}");
+            let out = myst_run(&["--memory-size", "32m"], &f.ext2, &prog, &[d, "big", "8"]);
+            assert_ok(&out, &format!("mapshared_{v} big 8 in {d}"));
+            assert_eq!(text(&out), text(&nat), "mapshared_{v} big 8 in {d}");
+            let out = myst_run(
+                &["--memory-size", "32m"],
+                &f.ext2,
+                &prog,
+                &[d, "big", "100"],
+            );
+            assert_ok(&out, &format!("mapshared_{v} big 100 in {d}"));
+            assert_eq!(text(&out), "big: ENOMEM\n", "mapshared_{v} big 100 in {d}");
+        }
+    }
+}
