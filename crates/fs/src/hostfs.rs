@@ -445,6 +445,10 @@ impl FileSystem for HostFs {
     fn fsync(&self, ino: Ino) -> FsResult<()> {
         self.file(ino, false)?.sync_all().map_err(errno)
     }
+
+    fn host_file(&self, ino: Ino, write: bool) -> Option<FsResult<Arc<File>>> {
+        Some(self.file(ino, write))
+    }
 }
 
 #[cfg(test)]

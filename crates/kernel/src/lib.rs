@@ -11,6 +11,7 @@ pub mod elf;
 pub mod file;
 pub mod locks;
 pub mod ofd;
+pub mod pagestore;
 pub mod procfs;
 pub mod stat;
 pub mod syscalls;
@@ -167,18 +168,25 @@ pub fn kernel() -> &'static Kernel {
 /// guest processes see one /tmp; a per-process ramfs if that fails.
 fn shared_tmp(name: &str, size: u64) -> Arc<dyn FileSystem> {
     match myst_fs::ext2::tmp::shared_empty(name, size, 0o1777) {
-        Ok(fs) => Arc::new(fs),
+        Ok(fs) => pagestore::wrap(Arc::new(fs), false),
         Err(e) => {
             let msg = format!("myst: warning: {e}; {name} is not shared across fork\n");
             myst_platform::host::write_stderr(msg.as_bytes());
-            Arc::new(myst_fs::ramfs::RamFs::new(0o1777, size))
+            pagestore::wrap(Arc::new(myst_fs::ramfs::RamFs::new(0o1777, size)), true)
         }
     }
 }
 
 fn build_vfs(root: RootFs, memory_size: u64) -> (Vfs, Chain) {
+    // A hostfs root maps host files directly; the others share file pages
+    // through the page store.
+    let root_fs = match root.fstype {
+        "hostfs" => root.fs,
+        "ramfs" => pagestore::wrap(root.fs, true),
+        _ => pagestore::wrap(root.fs, false),
+    };
     let vfs = Vfs::new(
-        root.fs,
+        root_fs,
         root.fstype,
         root.source,
         root.read_only,
@@ -378,6 +386,10 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         return Err(KernelError::RelativePath(
             String::from_utf8_lossy(&config.program).into_owned(),
         ));
+    }
+    if let Err(e) = pagestore::init(config.memory_size) {
+        let msg = format!("myst: warning: no page store ({e}): shared file mappings give ENODEV\n");
+        myst_platform::host::write_stderr(msg.as_bytes());
     }
     let (vfs, root) = build_vfs(config.root, config.memory_size);
     let cwd = match vfs.resolve(&root, &root, &config.cwd, true) {

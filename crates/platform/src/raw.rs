@@ -55,6 +55,7 @@ pub mod nr {
     pub const PREAD64: u64 = 17;
     pub const PWRITE64: u64 = 18;
     pub const MREMAP: u64 = 25;
+    pub const MSYNC: u64 = 26;
     pub const MADVISE: u64 = 28;
     pub const GETPID: u64 = 39;
     pub const FORK: u64 = 57;

@@ -384,6 +384,19 @@ impl FileSystem for Ext2Fs {
         let st = self.lock()?;
         st.io.dev().flush().map_err(Errno::from)
     }
+    fn generation(&self, ino: Ino) -> FsResult<u64> {
+        // A deleted inode is a normal answer here (a mapping outlived its
+        // file), not a corruption to report.
+        let st = self.lock()?;
+        let n = u32::try_from(ino).map_err(|_| Errno::ENOENT)?;
+        let i = st.read_inode_raw(n)?;
+        if i.kind().is_none()
+            || (i.links == 0 && !st.orphans.contains(&n) && st.holds.count(n) == 0)
+        {
+            return Err(Errno::ENOENT);
+        }
+        Ok(u64::from(i.generation))
+    }
     fn retain(&self, ino: Ino) {
         if let (Ok(mut st), Ok(i)) = (self.lock(), u32::try_from(ino)) {
             if !st.holds.add(i) {

@@ -222,6 +222,7 @@ impl State {
         i.mtime = new.time;
         i.ctime = new.time;
         i.links = if is_dir { 2 } else { 1 };
+        i.generation = crate::fresh_generation();
         let built = self.init_inode(&mut i, new, d.ino, target);
         let linked = built.and_then(|_| self.add_entry(&mut d, name, ino, new.kind));
         if let Err(e) = linked {

@@ -22,15 +22,17 @@ const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
     // The child gets a reference on every shared open file description
-    // before it exists; the table stays locked so none is opened or
-    // closed in between.
+    // and on every page-store file it maps before it exists; the table
+    // stays locked so none is opened or closed in between.
     let k = crate::kernel();
     let fds = lock(&k.fds);
     let files: Vec<_> = fds.list().into_iter().map(|(_, e)| e.file).collect();
     let ticket = crate::ofd::fork_prepare(files.iter().filter_map(|f| f.desc()))?;
+    let held = crate::pagestore::before_fork();
     let pid = match host::fork() {
         Ok(pid) => pid,
         Err(e) => {
+            crate::pagestore::fork_failed(&held);
             crate::ofd::fork_abort(ticket);
             return Err(e.with("fork"));
         }

@@ -27,6 +27,7 @@ pub fn set_tid_address(addr: u64) -> SysResult {
 pub fn exit_group(code: u64) -> SysResult {
     // Locks and shared open files go now, not when someone notices.
     crate::ofd::exit_self();
+    crate::pagestore::at_exit();
     host::exit_group(code as i32 & 0xff)
 }
 

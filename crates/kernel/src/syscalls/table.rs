@@ -176,7 +176,7 @@ syscall_table! { |k, f, a|
     23 select(int, ptr, ptr, ptr, ptr) [blocks] => fd::select(k, a[0], a[1], a[2], a[3], a[4], false);
     24 sched_yield() => Ok(0);
     25 mremap(ptr, size, size, flags, ptr) => mem::mremap(a[0], a[1], a[2], a[3], a[4]);
-    26 msync(ptr, size, flags) => Ok(0);
+    26 msync(ptr, size, flags) => mem::msync(a[0], a[1], a[2]);
     27 mincore(ptr, size, ptr) => Ok(0);
     28 madvise(ptr, size, int) => mem::madvise(a[0], a[1], a[2]);
     29 shmget;
