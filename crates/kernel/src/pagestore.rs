@@ -1020,6 +1020,9 @@ impl FileSystem for CachedFs {
     fn release(&self, ino: Ino) {
         self.inner.release(ino)
     }
+    fn shared_holds(&self) -> bool {
+        self.inner.shared_holds()
+    }
     fn generation(&self, ino: Ino) -> FsResult<u64> {
         self.inner.generation(ino)
     }
