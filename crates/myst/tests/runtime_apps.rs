@@ -354,3 +354,56 @@ fn select_poll_timers_and_signal_waits() {
         );
     }
 }
+
+/// The waits of make -j and friends: temporary masks of pselect6, ppoll,
+/// epoll_pwait and sigsuspend applied atomically, handled signals
+/// interrupting select, poll, read and nanosleep (SA_RESTART restarting
+/// read), SA_RESETHAND, a SIGSYS sent with kill; with and without rewritten
+/// syscall sites, compared with the native run (every wait has a 20 s
+/// timeout, so a hang shows up as "0 (timeout)").
+#[test]
+fn signals_interrupt_waits_and_temporary_masks_apply() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("sigwait_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(
+            text(&nat).contains("pselect (pending SIGCHLD): -1 EINTR handled=1"),
+            "native: {}",
+            text(&nat)
+        );
+        for rewrite in ["true", "false"] {
+            let out = myst_run(
+                &["--rewrite-syscalls", rewrite],
+                &r.path,
+                &format!("/bin/{bin}"),
+                &[],
+            );
+            assert_ok(&out, &bin);
+            assert_eq!(text(&out), text(&nat), "{bin} rewrite={rewrite}");
+        }
+    }
+}
+
+/// A thread blocked in read, write, accept, recv, poll, select,
+/// epoll_wait, a futex, waitpid or nanosleep does not stop another thread's
+/// mmap, open and fork (no runtime lock is held across a blocking call).
+#[test]
+fn blocking_calls_hold_no_runtime_lock() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("blocklock_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+        assert_eq!(
+            text(&out).matches("waiter-ok=1").count(),
+            10,
+            "{}",
+            text(&out)
+        );
+    }
+}

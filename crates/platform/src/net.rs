@@ -8,6 +8,8 @@ use std::fs::File;
 use std::os::fd::FromRawFd;
 
 const SOCK_CLOEXEC: u64 = 0o2000000;
+/// Largest bounce buffer of one send or receive.
+const MAX_BOUNCE: usize = 8 << 20;
 
 fn own(fd: u64) -> File {
     // SAFETY: the host kernel just returned this new descriptor; nothing
@@ -55,7 +57,7 @@ pub fn connect_or_bind(fd: i32, addr: &[u8], bind: bool) -> i64 {
     let nr = if bind { 49 } else { 42 };
     // SAFETY: addr is a runtime buffer of the given length.
     unsafe {
-        syscall6(
+        crate::sud::blocking6(
             nr,
             fd as u64,
             addr.as_ptr() as u64,
@@ -72,7 +74,7 @@ pub fn accept4(fd: i32, addr: &mut [u8], flags: i32) -> Result<(File, usize), i3
     let mut len = addr.len() as u32;
     // SAFETY: addr and len describe a runtime buffer.
     let r = check(unsafe {
-        syscall6(
+        crate::sud::blocking6(
             288,
             fd as u64,
             addr.as_mut_ptr() as u64,
@@ -85,7 +87,9 @@ pub fn accept4(fd: i32, addr: &mut [u8], flags: i32) -> Result<(File, usize), i3
     Ok((own(r), len as usize))
 }
 
-/// sendto(2) from guest memory, to an optional address.
+/// sendto(2) from guest memory, to an optional address: the bytes are
+/// copied from the checked guest range into a runtime buffer and sent with
+/// no lock held (the call may block).
 pub fn sendto_guest(
     fd: i32,
     buf: u64,
@@ -93,26 +97,30 @@ pub fn sendto_guest(
     flags: i32,
     to: Option<&[u8]>,
 ) -> Result<i64, Fault> {
-    guestmem::with_slice(buf, len, |s| {
-        let (ap, al) = to
-            .map(|a| (a.as_ptr() as u64, a.len() as u64))
-            .unwrap_or((0, 0));
-        // SAFETY: s is validated guest memory; the address is a runtime buffer.
-        unsafe {
-            syscall6(
-                44,
-                fd as u64,
-                s.as_ptr() as u64,
-                s.len() as u64,
-                flags as u64,
-                ap,
-                al,
-            )
-        }
+    // Larger datagrams than this fail on Linux too (EMSGSIZE); a stream
+    // send may be partial.
+    let mut data = vec![0u8; len.min(MAX_BOUNCE)];
+    guestmem::copy_in(buf, &mut data)?;
+    let (ap, al) = to
+        .map(|a| (a.as_ptr() as u64, a.len() as u64))
+        .unwrap_or((0, 0));
+    // SAFETY: data and the address are runtime buffers of the given lengths.
+    Ok(unsafe {
+        crate::sud::blocking6(
+            44,
+            fd as u64,
+            data.as_ptr() as u64,
+            data.len() as u64,
+            flags as u64,
+            ap,
+            al,
+        )
     })
 }
 
-/// recvfrom(2) into guest memory; returns (result, address length).
+/// recvfrom(2) into guest memory; returns (result, address length). The
+/// host call fills a runtime buffer with no lock held; the bytes are then
+/// copied into the guest range (checked before and during the copy).
 pub fn recvfrom_guest(
     fd: i32,
     buf: u64,
@@ -120,26 +128,32 @@ pub fn recvfrom_guest(
     flags: i32,
     from: Option<&mut [u8]>,
 ) -> Result<(i64, usize), Fault> {
-    guestmem::with_slice_mut(buf, len, |s| {
-        let mut alen = from.as_ref().map(|a| a.len() as u32).unwrap_or(0);
-        let (ap, lp) = match from {
-            Some(a) => (a.as_mut_ptr() as u64, &mut alen as *mut u32 as u64),
-            None => (0, 0),
-        };
-        // SAFETY: s is validated guest memory; ap/lp describe a runtime buffer.
-        let r = unsafe {
-            syscall6(
-                45,
-                fd as u64,
-                s.as_mut_ptr() as u64,
-                s.len() as u64,
-                flags as u64,
-                ap,
-                lp,
-            )
-        };
-        (r, alen as usize)
-    })
+    guestmem::check_writable(buf, len)?;
+    let mut data = vec![0u8; len.min(MAX_BOUNCE)];
+    let mut alen = from.as_ref().map(|a| a.len() as u32).unwrap_or(0);
+    let (ap, lp) = match from {
+        Some(a) => (a.as_mut_ptr() as u64, &mut alen as *mut u32 as u64),
+        None => (0, 0),
+    };
+    // SAFETY: data is a runtime buffer of its length; ap/lp describe a
+    // runtime buffer and its length word.
+    let r = unsafe {
+        crate::sud::blocking6(
+            45,
+            fd as u64,
+            data.as_mut_ptr() as u64,
+            data.len() as u64,
+            flags as u64,
+            ap,
+            lp,
+        )
+    };
+    if r > 0 {
+        // With MSG_TRUNC the result may be longer than what was copied.
+        let n = (r as usize).min(data.len());
+        guestmem::copy_out(buf, &data[..n])?;
+    }
+    Ok((r, alen as usize))
 }
 
 /// getsockname(2) (`peer` = false) or getpeername(2); returns the address length.
@@ -204,7 +218,7 @@ pub fn sendmsg(fd: i32, name: Option<&[u8]>, data: &[u8], flags: i32) -> i64 {
     // struct msghdr: name, namelen(+pad), iov, iovlen, control, controllen, flags(+pad)
     let msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, 0, 0, 0];
     // SAFETY: msg, iov, name and data are runtime buffers alive for the call.
-    unsafe { syscall6(46, fd as u64, msg.as_ptr() as u64, flags as u64, 0, 0, 0) }
+    unsafe { crate::sud::blocking6(46, fd as u64, msg.as_ptr() as u64, flags as u64, 0, 0, 0) }
 }
 
 /// recvmsg(2) into one buffer, no control data; returns (result, name length, msg flags).
@@ -216,7 +230,7 @@ pub fn recvmsg(fd: i32, name: Option<&mut [u8]>, buf: &mut [u8], flags: i32) -> 
     let mut msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, 0, 0, 0];
     // SAFETY: msg, iov, name and buf are runtime buffers alive for the call.
     let r = unsafe {
-        syscall6(
+        crate::sud::blocking6(
             47,
             fd as u64,
             msg.as_mut_ptr() as u64,
@@ -246,19 +260,21 @@ pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, event: Option<&[u8; 12]>) -> i64 {
     unsafe { syscall6(233, epfd as u64, op as u64, fd as u64, p, 0, 0) }
 }
 
-/// epoll_wait(2) into a runtime buffer of 12-byte events; returns the count.
-pub fn epoll_wait(epfd: i32, events: &mut [u8], timeout_ms: i32) -> i64 {
+/// epoll_pwait(2) into a runtime buffer of 12-byte events with the signal
+/// mask `mask` for the wait (applied atomically); returns the count.
+pub fn epoll_pwait(epfd: i32, events: &mut [u8], timeout_ms: i32, mask: u64) -> i64 {
     let max = events.len() / 12;
-    // SAFETY: events holds `max` struct epoll_event.
+    let mask = mask & !(1u64 << 30);
+    // SAFETY: events holds `max` struct epoll_event; mask is an 8-byte set.
     unsafe {
-        syscall6(
-            232,
+        crate::sud::blocking6(
+            281,
             epfd as u64,
             events.as_mut_ptr() as u64,
             max as u64,
             timeout_ms as i64 as u64,
-            0,
-            0,
+            &mask as *const u64 as u64,
+            8,
         )
     }
 }

@@ -92,18 +92,19 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     if traced && (nr == 60 || nr == 231) {
         strace(nr, &a, 0, None);
     }
-    // Calls that may block on the host let default-action signals through
-    // (Ctrl-C ends a program waiting for input, as natively).
+    // Calls that may block on the host let the signals the guest does not
+    // block through: default actions act (Ctrl-C ends a program waiting for
+    // input), guest handlers interrupt the wait (EINTR or a restart after
+    // the handler). The waits with a signal mask argument (poll, select,
+    // epoll_wait, sigsuspend) apply it themselves, atomically.
     let r = if !frame.is_fast()
         && matches!(
             nr,
             0 | 1
-                | 7
                 | 17
                 | 18
                 | 19
                 | 20
-                | 23
                 | 35
                 | 42
                 | 43
@@ -112,22 +113,28 @@ pub fn dispatch(frame: &mut SyscallFrame) {
                 | 46
                 | 47
                 | 61
+                | 128
                 | 202
                 | 230
-                | 232
-                | 270
-                | 271
-                | 281
                 | 288
                 | 295
                 | 296
         ) {
         let guest_mask = frame.sigmask();
-        let no_handler = k.no_handler.load(std::sync::atomic::Ordering::Relaxed);
-        myst_platform::sud::interruptible(no_handler & !guest_mask, || call(k, frame, nr, a))
+        myst_platform::sud::interruptible(!guest_mask, || call(k, frame, nr, a))
     } else {
         call(k, frame, nr, a)
     };
+    if matches!(&r, Err(e) if e.code == 512) {
+        // A guest signal came before the host call started, or the host
+        // restarts it (SA_RESTART): the guest issues the call again after
+        // its handler ran.
+        if traced {
+            strace(nr, &a, -512, Some(Errno { code: 512, msg: "" }));
+        }
+        frame.restart();
+        return;
+    }
     let ret = match r {
         Ok(v) => v,
         Err(e) => -(e.code as i64),
@@ -223,8 +230,8 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         4 => fstatat(k, AT_FDCWD, a[0], a[1], 0),
         5 => fstat(k, a[0], a[1]),
         6 => fstatat(k, AT_FDCWD, a[0], a[1], 0x100),
-        7 => poll(k, a[0], a[1], a[2]),
-        23 => select(k, a[0], a[1], a[2], a[3], a[4], false),
+        7 => poll(k, frame, a[0], a[1], a[2]),
+        23 => select(k, frame, a[0], a[1], a[2], a[3], a[4], None),
         34 => pause(frame),
         36 => getitimer(a[0], a[1]),
         37 => Ok(myst_platform::host::int_syscall(37, [a[0], 0, 0, 0, 0, 0])),
@@ -232,8 +239,8 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         127 => rt_sigpending(frame, a[0], a[1]),
         128 => rt_sigtimedwait(a[0], a[1], a[2], a[3]),
         130 => rt_sigsuspend(frame, a[0], a[1]),
-        270 => select(k, a[0], a[1], a[2], a[3], a[4], true),
-        271 => ppoll(k, a[0], a[1], a[2]),
+        270 => select(k, frame, a[0], a[1], a[2], a[3], a[4], Some(a[5])),
+        271 => ppoll_ts(k, frame, a[0], a[1], a[2], a[3], a[4]),
         162 | 306 => Ok(0),
         8 => lseek(k, a[0], a[1], a[2]),
         9 => mmap(k, a[0], a[1], a[2], a[3], a[4], a[5]),
@@ -352,7 +359,7 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         213 => net::epoll_create(k, 0),
         291 => net::epoll_create(k, a[0]),
         233 => net::epoll_ctl(k, a[0], a[1], a[2], a[3]),
-        232 | 281 => net::epoll_wait(k, a[0], a[1], a[2], a[3]),
+        232 | 281 => net::epoll_pwait(k, frame, a[0], a[1], a[2], a[3], nr == 281, a[4], a[5]),
         284 => net::eventfd(k, a[0], 0),
         290 => net::eventfd(k, a[0], a[1]),
         42 => net::connect_or_bind(k, a[0], a[1], a[2], false),

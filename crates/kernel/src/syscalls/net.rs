@@ -5,6 +5,7 @@ use super::{copy_in, copy_out, file_of, read_u64, write_i32, SysResult};
 use crate::file::{lock, FileKind, OpenFile, O_NONBLOCK, O_RDWR};
 use crate::Kernel;
 use myst_fs::Errno;
+use myst_platform::sud::SyscallFrame;
 use myst_platform::{host, net};
 use std::os::fd::AsRawFd;
 
@@ -312,16 +313,35 @@ pub fn epoll_ctl(k: &Kernel, epfd: u64, op: u64, fd: u64, event: u64) -> SysResu
     err(net::epoll_ctl(e, op as i32, h, ev.as_ref()))
 }
 
-/// epoll_wait/epoll_pwait (the signal mask argument is ignored).
-pub fn epoll_wait(k: &Kernel, epfd: u64, events: u64, max: u64, timeout: u64) -> SysResult {
+/// epoll_wait(2) and epoll_pwait(2) (`pwait`: `sigmask`/`size` give the
+/// temporary signal mask, applied atomically for the wait). Any positive
+/// maxevents up to INT_MAX / sizeof(struct epoll_event) is accepted, as on
+/// Linux; one call returns at most 4096 events (the others stay ready for
+/// the next call).
+#[allow(clippy::too_many_arguments)]
+pub fn epoll_pwait(
+    k: &Kernel,
+    frame: &mut SyscallFrame,
+    epfd: u64,
+    events: u64,
+    max: u64,
+    timeout: u64,
+    pwait: bool,
+    sigmask: u64,
+    size: u64,
+) -> SysResult {
     let e = sock(k, epfd).map_err(|_| Errno::EINVAL)?;
-    if max as i32 <= 0 || max > 4096 {
+    let max = max as i32;
+    if max <= 0 || max as usize > i32::MAX as usize / 12 {
         return Err(Errno::EINVAL);
     }
-    let mut buf = vec![0u8; max as usize * 12];
-    let n = err(net::epoll_wait(e, &mut buf, timeout as i32))?;
-    copy_out(events, &buf[..n as usize * 12])?;
-    Ok(n)
+    let (mask, temp) = super::fd::wait_mask(frame, if pwait { sigmask } else { 0 }, size)?;
+    let old = frame.sigmask();
+    let mut buf = vec![0u8; (max as usize).min(4096) * 12];
+    let r = err(net::epoll_pwait(e, &mut buf, timeout as i32, mask))
+        .and_then(|n| copy_out(events, &buf[..n as usize * 12]).map(|_| n));
+    super::fd::finish_wait(frame, temp, old, &r);
+    r
 }
 
 /// eventfd/eventfd2: a host eventfd.
