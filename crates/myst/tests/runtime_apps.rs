@@ -407,3 +407,24 @@ fn blocking_calls_hold_no_runtime_lock() {
         );
     }
 }
+
+/// The nginx master/worker channel: FIOASYNC and F_SETOWN on a socketpair
+/// (SIGIO), SCM_RIGHTS descriptors passed to a forked worker and back,
+/// SCM_CREDENTIALS, MSG_CMSG_CLOEXEC; compared with the native run.
+#[test]
+fn sigio_and_descriptor_passing() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("sockpass_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(
+            text(&nat).contains("child read through passed fd: 25"),
+            "native: {}",
+            text(&nat)
+        );
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+    }
+}

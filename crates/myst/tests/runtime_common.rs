@@ -51,6 +51,7 @@ pub const APPS: &[&str] = &[
     "sysfuzz",
     "sigwait",
     "blocklock",
+    "sockpass",
 ];
 
 /// The myst binary.

@@ -283,6 +283,35 @@ pub fn ioctl_buf(fd: i32, req: u64, buf: &mut [u8]) -> i64 {
     unsafe { syscall6(nr::IOCTL, fd as u64, req, buf.as_mut_ptr() as u64, 0, 0, 0) }
 }
 
+/// Host fcntl with an integer argument for the owner and signal commands
+/// (F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG); -EINVAL for other commands.
+pub fn fcntl_int(fd: i32, cmd: i32, arg: u64) -> i64 {
+    if !matches!(cmd, 8..=11) {
+        return -22;
+    }
+    // SAFETY: these commands take an integer, not a pointer.
+    unsafe { syscall6(nr::FCNTL, fd as u64, cmd as u64, arg, 0, 0, 0) }
+}
+
+/// Host fcntl F_SETOWN_EX / F_GETOWN_EX with an 8-byte `struct f_owner_ex`.
+pub fn fcntl_buf(fd: i32, cmd: i32, buf: &mut [u8; 8]) -> i64 {
+    if !matches!(cmd, 15 | 16) {
+        return -22;
+    }
+    // SAFETY: buf is a runtime buffer of the struct's size.
+    unsafe {
+        syscall6(
+            nr::FCNTL,
+            fd as u64,
+            cmd as u64,
+            buf.as_mut_ptr() as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
 /// Host ioctl with an integer argument.
 pub fn ioctl_int(fd: i32, req: u64, arg: u64) -> i64 {
     const INT_REQS: &[u64] = &[

@@ -209,32 +209,64 @@ pub fn getsockopt(fd: i32, level: i32, name: i32, val: &mut [u8]) -> Result<usiz
     Ok(len as usize)
 }
 
-/// sendmsg(2) of one gathered buffer, no control data.
-pub fn sendmsg(fd: i32, name: Option<&[u8]>, data: &[u8], flags: i32) -> i64 {
+/// sendmsg(2) of one gathered buffer with control data (already holding
+/// host descriptor numbers for SCM_RIGHTS).
+pub fn sendmsg(fd: i32, name: Option<&[u8]>, data: &[u8], control: &[u8], flags: i32) -> i64 {
     let iov: [u64; 2] = [data.as_ptr() as u64, data.len() as u64];
     let (np, nl) = name
         .map(|n| (n.as_ptr() as u64, n.len() as u64))
         .unwrap_or((0, 0));
+    let (cp, cl) = if control.is_empty() {
+        (0, 0)
+    } else {
+        (control.as_ptr() as u64, control.len() as u64)
+    };
     // struct msghdr: name, namelen(+pad), iov, iovlen, control, controllen, flags(+pad)
-    let msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, 0, 0, 0];
-    // SAFETY: msg, iov, name and data are runtime buffers alive for the call.
+    let msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, cp, cl, 0];
+    // SAFETY: msg, iov, name, data and control are runtime buffers alive
+    // for the call; the descriptors in the control data are the caller's.
     unsafe { crate::sud::blocking6(46, fd as u64, msg.as_ptr() as u64, flags as u64, 0, 0, 0) }
 }
 
-/// recvmsg(2) into one buffer, no control data; returns (result, name length, msg flags).
-pub fn recvmsg(fd: i32, name: Option<&mut [u8]>, buf: &mut [u8], flags: i32) -> (i64, usize, i32) {
+/// What recvmsg(2) gave back besides the byte count.
+pub struct Received {
+    /// Bytes of the sender's address.
+    pub name_len: usize,
+    /// Bytes of control data the host wrote.
+    pub control_len: usize,
+    /// msg_flags.
+    pub flags: i32,
+}
+
+/// recvmsg(2) into one buffer and a control buffer. Descriptors received
+/// with SCM_RIGHTS are close-on-exec on the host (the guest's own
+/// close-on-exec flag lives in its descriptor table).
+pub fn recvmsg(
+    fd: i32,
+    name: Option<&mut [u8]>,
+    buf: &mut [u8],
+    control: &mut [u8],
+    flags: i32,
+) -> (i64, Received) {
+    const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
     let iov: [u64; 2] = [buf.as_mut_ptr() as u64, buf.len() as u64];
     let (np, nl) = name
         .map(|n| (n.as_mut_ptr() as u64, n.len() as u64))
         .unwrap_or((0, 0));
-    let mut msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, 0, 0, 0];
-    // SAFETY: msg, iov, name and buf are runtime buffers alive for the call.
+    let (cp, cl) = if control.is_empty() {
+        (0, 0)
+    } else {
+        (control.as_mut_ptr() as u64, control.len() as u64)
+    };
+    let mut msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, cp, cl, 0];
+    // SAFETY: msg, iov, name, buf and control are runtime buffers alive
+    // for the call.
     let r = unsafe {
         crate::sud::blocking6(
             47,
             fd as u64,
             msg.as_mut_ptr() as u64,
-            flags as u64,
+            flags as u64 | MSG_CMSG_CLOEXEC,
             0,
             0,
             0,
@@ -242,9 +274,23 @@ pub fn recvmsg(fd: i32, name: Option<&mut [u8]>, buf: &mut [u8], flags: i32) -> 
     };
     (
         r,
-        (msg[1] & 0xffff_ffff) as usize,
-        (msg[6] & 0xffff_ffff) as i32,
+        Received {
+            name_len: (msg[1] & 0xffff_ffff) as usize,
+            control_len: (msg[5] as usize).min(control.len()),
+            flags: (msg[6] & 0xffff_ffff) as i32,
+        },
     )
+}
+
+/// Takes ownership of a descriptor the host just gave this process (one
+/// received with SCM_RIGHTS).
+pub fn adopt(fd: i32) -> Option<File> {
+    // F_GETFD checks that the descriptor is open.
+    // SAFETY: integer arguments only.
+    if fd < 0 || unsafe { syscall6(72, fd as u64, 1, 0, 0, 0, 0) } < 0 {
+        return None;
+    }
+    Some(own(fd as u64))
 }
 
 /// epoll_create1(2) on the host.

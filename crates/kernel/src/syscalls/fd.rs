@@ -2,7 +2,7 @@
 //! fcntl, ioctl, getdents64, fstat, fsync, ftruncate, sendfile, pipes, poll.
 
 use super::{copy_in, copy_out, file_of, read_iovec, SysResult};
-use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_CLOEXEC, O_NONBLOCK, O_WRONLY};
+use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_ASYNC, O_CLOEXEC, O_NONBLOCK, O_WRONLY};
 use crate::stat;
 use crate::Kernel;
 use myst_fs::{Errno, FileType, SetAttr};
@@ -393,14 +393,46 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         3 => Ok((f.flags() | 0o100000) as i64),
         4 => {
-            let keep = f.flags() & !(O_APPEND | O_NONBLOCK);
-            let new = keep | (arg as u32 & (O_APPEND | O_NONBLOCK));
-            f.flags.store(new, Ordering::Relaxed);
+            // O_ASYNC (SIGIO) only means something for host descriptors.
+            let settable = match f.kind {
+                FileKind::Host { .. } => O_APPEND | O_NONBLOCK | O_ASYNC,
+                FileKind::Node { .. } => O_APPEND | O_NONBLOCK,
+            };
+            let keep = f.flags() & !settable;
+            let new = keep | (arg as u32 & settable);
             if let FileKind::Host { fd, .. } = &f.kind {
-                let _ = host::set_status_flags(*fd, new & (O_APPEND | O_NONBLOCK) | (new & 3));
+                host::set_status_flags(*fd, new & settable | (new & 3))
+                    .map_err(|e| Errno { code: e, msg: "" })?;
             }
+            f.flags.store(new, Ordering::Relaxed);
             Ok(0)
         }
+        // F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG, F_SETOWN_EX, F_GETOWN_EX:
+        // SIGIO for pipes and sockets is the host's (guest pids are host
+        // pids); files of mounted file systems never signal.
+        8..=11 | 15 | 16 => match &f.kind {
+            FileKind::Host { fd, .. } => match cmd {
+                15 | 16 => {
+                    let mut ex = [0u8; 8];
+                    if cmd == 15 {
+                        ex.copy_from_slice(&copy_in(arg, 8)?);
+                    }
+                    raw_ret(host::fcntl_buf(*fd, cmd as i32, &mut ex))?;
+                    if cmd == 16 {
+                        copy_out(arg, &ex)?;
+                    }
+                    Ok(0)
+                }
+                // F_GETOWN gives a process group as a negative number.
+                9 => Ok(host::fcntl_int(*fd, 9, 0)),
+                _ => raw_ret(host::fcntl_int(*fd, cmd as i32, arg)),
+            },
+            FileKind::Node { .. } => match cmd {
+                15 => copy_in(arg, 8).map(|_| 0),
+                16 => copy_out(arg, &[0u8; 8]).map(|_| 0),
+                _ => Ok(0),
+            },
+        },
         5 | 36 => {
             // F_GETLK: nothing is locked (one process owns the files).
             let mut fl = copy_in(arg, 32)?;
@@ -423,6 +455,25 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
     match req {
         0x5451 | 0x5450 => {
             lock(&k.fds).get_mut(ifd)?.cloexec = req == 0x5451;
+            return Ok(0);
+        }
+        0x5452 => {
+            // FIOASYNC: SIGIO when the descriptor becomes ready (the host
+            // sends it, to the owner set with F_SETOWN or FIOSETOWN).
+            let v = copy_in(arg, 4)?;
+            let on = v != [0, 0, 0, 0];
+            let flags = f.flags();
+            let new = if on {
+                flags | O_ASYNC
+            } else {
+                flags & !O_ASYNC
+            };
+            if let FileKind::Host { fd, .. } = &f.kind {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&v);
+                raw_ret(host::ioctl_buf(*fd, req, &mut b))?;
+            }
+            f.flags.store(new, Ordering::Relaxed);
             return Ok(0);
         }
         0x5421 => {
@@ -462,6 +513,10 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         0x5414 => (8, false),                  // TIOCSWINSZ
         0x540F | 0x5429 | 0x541B => (4, true), // TIOCGPGRP, TIOCGSID, FIONREAD
         0x5410 => (4, false),                  // TIOCSPGRP
+        0x8901 | 0x8902 => (4, false),         // FIOSETOWN, SIOCSPGRP
+        0x8903 | 0x8904 => (4, true),          // FIOGETOWN, SIOCGPGRP
+        0x8905 => (4, true),                   // SIOCATMARK
+        0x5411 => (4, true),                   // TIOCOUTQ
         0x5409..=0x540B => {
             let r = host::ioctl_int(hfd, req, arg);
             return raw_ret(r);
