@@ -428,3 +428,24 @@ fn sigio_and_descriptor_passing() {
         assert_eq!(text(&out), text(&nat), "{bin}");
     }
 }
+
+/// Process groups and sessions are the host's: setpgid(0, 0), kill(-pgid)
+/// reaching grandchildren, setpgid(child, child), waitpid(-pgid), setsid;
+/// sigqueue's value and SI_QUEUE arrive; compared with the native run.
+#[test]
+fn process_groups_sessions_and_sigqueue() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("pgroups_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(
+            text(&nat).contains("members killed (pipe EOF): 1"),
+            "native: {}",
+            text(&nat)
+        );
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+    }
+}

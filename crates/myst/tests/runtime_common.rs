@@ -52,6 +52,7 @@ pub const APPS: &[&str] = &[
     "sigwait",
     "blocklock",
     "sockpass",
+    "pgroups",
 ];
 
 /// The myst binary.

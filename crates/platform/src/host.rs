@@ -610,3 +610,15 @@ pub fn sigpending() -> u64 {
     unsafe { syscall6(127, &mut set as *mut u64 as u64, 8, 0, 0, 0, 0) };
     set
 }
+
+/// Host rt_sigqueueinfo(pid, sig, info) (`tgid` None) or
+/// rt_tgsigqueueinfo(tgid, tid, sig, info) with a runtime siginfo copy.
+pub fn sigqueueinfo(tgid: Option<u64>, id: u64, sig: u64, info: &[u8; 128]) -> i64 {
+    // SAFETY: info is a 128-byte siginfo_t in runtime memory.
+    unsafe {
+        match tgid {
+            None => syscall6(129, id, sig, info.as_ptr() as u64, 0, 0, 0),
+            Some(t) => syscall6(297, t, id, sig, info.as_ptr() as u64, 0, 0),
+        }
+    }
+}

@@ -286,3 +286,39 @@ pub fn getitimer(which: u64, cur: u64) -> SysResult {
     copy_out(cur, &b)?;
     Ok(0)
 }
+
+/// setpgid(2) and setsid(2) on the host: a guest process is a host
+/// process, so its process group and session are the host's, and
+/// kill(-pgid) reaches every member.
+pub fn host_int(nr: u64, a: u64, b: u64) -> SysResult {
+    let r = host::int_syscall(nr, [a, b, 0, 0, 0, 0]);
+    if r < 0 {
+        Err(Errno {
+            code: (-r) as i32,
+            msg: "",
+        })
+    } else {
+        Ok(r)
+    }
+}
+
+/// rt_sigqueueinfo(2) (`tgid` None) and rt_tgsigqueueinfo(2): the guest's
+/// siginfo goes to the host as it is (the host refuses forged si_code
+/// values for other processes, as Linux does).
+pub fn sigqueueinfo(tgid: Option<u64>, a: u64, sig: u64, info: u64) -> SysResult {
+    if sig > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let b = copy_in(info, 128)?;
+    let mut si = [0u8; 128];
+    si.copy_from_slice(&b);
+    let r = host::sigqueueinfo(tgid, a, sig, &si);
+    if r < 0 {
+        Err(Errno {
+            code: (-r) as i32,
+            msg: "",
+        })
+    } else {
+        Ok(0)
+    }
+}

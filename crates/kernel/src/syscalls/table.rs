@@ -260,10 +260,10 @@ syscall_table! { |k, f, a|
     106 setgid(int) => Ok(0);
     107 geteuid() => Ok(host::int_syscall(107, a));
     108 getegid() => Ok(host::int_syscall(108, a));
-    109 setpgid(int, int) => Ok(0);
+    109 setpgid(int, int) => signal::host_int(109, a[0], a[1]);
     110 getppid() => Ok(host::int_syscall(110, a));
     111 getpgrp() => Ok(host::int_syscall(111, a));
-    112 setsid() => Ok(host::int_syscall(39, [0; 6]));
+    112 setsid() => signal::host_int(112, 0, 0);
     113 setreuid(int, int) => Ok(0);
     114 setregid(int, int) => Ok(0);
     115 getgroups(int, ptr) => process::getgroups(a[0], a[1]);
@@ -280,7 +280,7 @@ syscall_table! { |k, f, a|
     126 capset;
     127 rt_sigpending(ptr, size) => signal::rt_sigpending(f, a[0], a[1]);
     128 rt_sigtimedwait(ptr, ptr, ptr, size) [blocks] => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]);
-    129 rt_sigqueueinfo;
+    129 rt_sigqueueinfo(int, int, ptr) => signal::sigqueueinfo(None, a[0], a[1], a[2]);
     130 rt_sigsuspend(ptr, size) => signal::rt_sigsuspend(f, a[0], a[1]);
     131 sigaltstack(ptr, ptr) => signal::sigaltstack(a[0], a[1]);
     132 utime;
@@ -448,7 +448,7 @@ syscall_table! { |k, f, a|
     294 inotify_init1;
     295 preadv(fd, ptr, int, off) [blocks] => fd::readv(k, a[0], a[1], a[2], Some(a[3]));
     296 pwritev(fd, ptr, int, off) [blocks] => fd::writev(k, a[0], a[1], a[2], Some(a[3]));
-    297 rt_tgsigqueueinfo;
+    297 rt_tgsigqueueinfo(int, int, int, ptr) => signal::sigqueueinfo(Some(a[0]), a[1], a[2], a[3]);
     298 perf_event_open;
     299 recvmmsg;
     300 fanotify_init;
