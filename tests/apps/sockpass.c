@@ -192,5 +192,14 @@ int main(void)
     errno = 0;
     int r = send_fd(sv[0], 999, "bad");
     printf("sendmsg bad fd: %d %s\n", r, strerror(errno));
+    /* The pipe size is the host pipe's. */
+    int q[2];
+    pipe(q);
+    printf("F_GETPIPE_SZ: %d\n", fcntl(q[0], F_GETPIPE_SZ));
+    printf("F_SETPIPE_SZ 256 KiB: %d\n", fcntl(q[1], F_SETPIPE_SZ, 256 * 1024));
+    printf("F_GETPIPE_SZ after: %d\n", fcntl(q[0], F_GETPIPE_SZ));
+    errno = 0;
+    r = fcntl(sv[0], F_GETPIPE_SZ);
+    printf("F_GETPIPE_SZ on a socket: %d EBADF=%d\n", r, errno == EBADF);
     return 0;
 }

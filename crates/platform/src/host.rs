@@ -284,9 +284,10 @@ pub fn ioctl_buf(fd: i32, req: u64, buf: &mut [u8]) -> i64 {
 }
 
 /// Host fcntl with an integer argument for the owner and signal commands
-/// (F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG); -EINVAL for other commands.
+/// (F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG) and the pipe size
+/// (F_SETPIPE_SZ, F_GETPIPE_SZ); -EINVAL for other commands.
 pub fn fcntl_int(fd: i32, cmd: i32, arg: u64) -> i64 {
-    if !matches!(cmd, 8..=11) {
+    if !matches!(cmd, 8..=11 | 1031 | 1032) {
         return -22;
     }
     // SAFETY: these commands take an integer, not a pointer.

@@ -442,7 +442,11 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         6 | 7 | 37 | 38 => Ok(0),
         1024 | 1025 => Ok(0),
-        1031 | 1032 => Ok(65536),
+        // F_SETPIPE_SZ, F_GETPIPE_SZ: pipes are the host's.
+        1031 | 1032 => match &f.kind {
+            FileKind::Host { fd, .. } => raw_ret(host::fcntl_int(*fd, cmd as i32, arg)),
+            FileKind::Node { .. } => Err(Errno::EBADF),
+        },
         1033 | 1034 => Ok(0),
         _ => Err(Errno::EINVAL),
     }
