@@ -7,6 +7,7 @@
  * program and the output differs from the native run). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,12 +125,19 @@ static void rel_drain(void)
     while (read(p[0], buf, sizeof buf) == sizeof buf)
         ;
 }
+/* An abstract socket address (no file), unique to this process. */
+static struct sockaddr_un addr;
+static socklen_t addr_len;
+static void set_addr(void)
+{
+    addr.sun_family = AF_UNIX;
+    int n = snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "myst-blocklock-%d", (int)getpid());
+    addr_len = offsetof(struct sockaddr_un, sun_path) + 1 + n;
+}
 static void rel_connect(void)
 {
     int c = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, "/tmp/blocklock.sock");
-    connect(c, (struct sockaddr *)&sa, sizeof sa);
+    connect(c, (struct sockaddr *)&addr, addr_len);
     close(c);
 }
 static void rel_sock(void) { send(sv[1], "s", 1, 0); }
@@ -144,6 +153,50 @@ static void empty_pipe(void)
     while (read(p[0], buf, sizeof buf) > 0)
         ;
     fcntl(p[0], F_SETFL, fl);
+}
+
+/* Threads busy in the runtime (open, stat, mmap, getdents) while the main
+ * thread forks: each child must find the runtime usable (no lock held by
+ * a thread it does not have). */
+static volatile int stop_busy;
+static void *t_churn(void *a)
+{
+    char buf[4096];
+    while (!stop_busy) {
+        int fd = open("/bin", O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) {
+            syscall(SYS_getdents64, fd, buf, sizeof buf);
+            close(fd);
+        }
+        void *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED)
+            munmap(m, 8192);
+    }
+    return a;
+}
+
+static void fork_while_busy(void)
+{
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, t_churn, NULL);
+    int ok = 0;
+    for (int i = 0; i < 100; i++) {
+        pid_t c = fork();
+        if (c == 0) {
+            alarm(30); /* a child that hangs is never left behind */
+            void *m = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            int fd = open("/bin", O_RDONLY | O_DIRECTORY);
+            _exit(m != MAP_FAILED && fd >= 0 ? 0 : 1);
+        }
+        int st;
+        if (waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            ok++;
+    }
+    stop_busy = 1;
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    printf("fork while threads run syscalls: children-ok=%d\n", ok);
 }
 
 int main(void)
@@ -174,14 +227,12 @@ int main(void)
     run("write", t_write, rel_drain);
     empty_pipe();
 
-    unlink("/tmp/blocklock.sock");
+    set_addr();
     lsock = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, "/tmp/blocklock.sock");
-    bind(lsock, (struct sockaddr *)&sa, sizeof sa);
+    bind(lsock, (struct sockaddr *)&addr, addr_len);
     listen(lsock, 4);
     run("accept", t_accept, rel_connect);
-    unlink("/tmp/blocklock.sock");
+    close(lsock);
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
     run("recv", t_recv, rel_sock);
     run("futex", t_futex, rel_futex);
@@ -193,5 +244,6 @@ int main(void)
     }
     run("waitpid", t_wait, rel_child);
     run("nanosleep", t_sleep, rel_none);
+    fork_while_busy();
     return 0;
 }

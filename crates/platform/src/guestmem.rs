@@ -397,6 +397,15 @@ pub fn is_free(addr: u64, len: u64) -> bool {
     }
 }
 
+/// Runs `f` (a fork) with the map locked, so the child never inherits it
+/// locked by a thread it does not have.
+pub(crate) fn with_map_locked<R>(f: impl FnOnce() -> R) -> R {
+    let m = write_map();
+    let r = f();
+    drop(m);
+    r
+}
+
 /// Checks that [addr, addr+len) is writable guest memory now (a later copy
 /// checks again).
 pub fn check_writable(addr: u64, len: usize) -> Result<(), Fault> {

@@ -236,11 +236,11 @@ pub fn write_from_guest(fd: i32, addr: u64, len: usize, offset: Option<u64>) -> 
     }
 }
 
-/// Host write of a runtime buffer.
+/// Host write of a runtime buffer (may block).
 pub fn write(fd: i32, data: &[u8]) -> i64 {
     // SAFETY: valid runtime buffer.
     unsafe {
-        syscall6(
+        crate::sud::blocking6(
             nr::WRITE,
             fd as u64,
             data.as_ptr() as u64,
@@ -252,11 +252,11 @@ pub fn write(fd: i32, data: &[u8]) -> i64 {
     }
 }
 
-/// Host read into a runtime buffer.
+/// Host read into a runtime buffer (may block).
 pub fn read(fd: i32, buf: &mut [u8]) -> i64 {
     // SAFETY: valid runtime buffer.
     unsafe {
-        syscall6(
+        crate::sud::blocking6(
             nr::READ,
             fd as u64,
             buf.as_mut_ptr() as u64,
@@ -451,9 +451,34 @@ pub fn sigaction(sig: i32, new: Option<[u64; 4]>) -> Result<[u64; 4], i32> {
 }
 
 /// Host fork; Ok(0) in the child. The child must re-arm SUD ([`crate::sud::rearm_after_fork`]).
+///
+/// It happens when no other thread of the process is in runtime code (see
+/// `sud::world`), with the guest memory map locked, through the C library's
+/// fork (its handlers take and reset the allocator's locks): a child of a
+/// multi-threaded process never inherits a runtime lock held by a thread it
+/// does not have.
 pub fn fork() -> Result<u32, i32> {
-    // SAFETY: fork duplicates the process; memory stays valid in both.
-    check(unsafe { syscall6(nr::FORK, 0, 0, 0, 0, 0, 0) }).map(|p| p as u32)
+    extern "C" {
+        #[link_name = "fork"]
+        fn libc_fork() -> i32;
+        #[link_name = "__errno_location"]
+        fn libc_errno() -> *mut i32;
+    }
+    crate::sud::world::alone(|| {
+        guestmem::with_map_locked(|| {
+            // SAFETY: fork duplicates the process; memory stays valid in
+            // both. errno is this thread's (the runtime's FS base is
+            // installed).
+            unsafe {
+                let r = libc_fork();
+                if r < 0 {
+                    Err(*libc_errno())
+                } else {
+                    Ok(r as u32)
+                }
+            }
+        })
+    })
 }
 
 /// Host wait4 on `pid`; returns (pid, raw status).

@@ -467,10 +467,12 @@ extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut 
 
 /// Runs the registered dispatcher on `frame`; a panic stops the process.
 pub(crate) fn run_dispatcher(frame: &mut SyscallFrame) {
+    world::enter();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match DISPATCH.get() {
         Some(f) => f(frame),
         None => frame.set_return(-38),
     }));
+    world::leave();
     if result.is_err() {
         crate::host::write_stderr(b"myst: internal error in a syscall handler; stopping\n");
         crate::host::exit_group(134);
@@ -894,9 +896,116 @@ pub(crate) unsafe fn blocking6(
     a4: u64,
     a5: u64,
 ) -> i64 {
+    // While it waits the thread holds no runtime lock, so a fork in another
+    // thread need not wait for it.
+    let counted = world::pause();
     // SAFETY: the caller guarantees the arguments; the stub follows the C
     // calling convention and only issues the syscall.
-    unsafe { myst_blocking_syscall(nr, a0, a1, a2, a3, a4, a5) }
+    let r = unsafe { myst_blocking_syscall(nr, a0, a1, a2, a3, a4, a5) };
+    world::resume(counted);
+    r
+}
+
+/// Threads in runtime code, so that fork happens only when no other thread
+/// of the process is inside the runtime (it could hold a runtime lock that
+/// the child, which has only the forking thread, would find locked forever).
+/// A thread counts from the start of a syscall to its end, except while it
+/// waits in [`blocking6`], where it holds no runtime lock.
+pub(crate) mod world {
+    use crate::raw::syscall6;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+    static ACTIVE: AtomicU32 = AtomicU32::new(0);
+    static FORKING: AtomicU32 = AtomicU32::new(0);
+
+    thread_local! {
+        static COUNTED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn futex_wait(word: &AtomicU32, val: u32) {
+        // SAFETY: FUTEX_WAIT_PRIVATE on a static word; no timeout.
+        unsafe { syscall6(202, word.as_ptr() as u64, 0x80, val as u64, 0, 0, 0) };
+    }
+
+    fn futex_wake(word: &AtomicU32) {
+        // SAFETY: FUTEX_WAKE_PRIVATE on a static word.
+        unsafe { syscall6(202, word.as_ptr() as u64, 0x81, i32::MAX as u64, 0, 0, 0) };
+    }
+
+    fn add() {
+        loop {
+            let f = FORKING.load(SeqCst);
+            if f != 0 {
+                futex_wait(&FORKING, f);
+                continue;
+            }
+            ACTIVE.fetch_add(1, SeqCst);
+            if FORKING.load(SeqCst) == 0 {
+                return;
+            }
+            sub();
+        }
+    }
+
+    fn sub() {
+        if ACTIVE.fetch_sub(1, SeqCst) == 1 && FORKING.load(SeqCst) != 0 {
+            futex_wake(&ACTIVE);
+        }
+    }
+
+    /// The calling thread enters runtime code (waits while a fork runs).
+    pub(crate) fn enter() {
+        if !COUNTED.with(|c| c.replace(true)) {
+            add();
+        }
+    }
+
+    /// The calling thread leaves runtime code.
+    pub(crate) fn leave() {
+        if COUNTED.with(|c| c.replace(false)) {
+            sub();
+        }
+    }
+
+    /// Stops counting the calling thread for a wait; returns whether it was.
+    pub(crate) fn pause() -> bool {
+        let counted = COUNTED.with(|c| c.replace(false));
+        if counted {
+            sub();
+        }
+        counted
+    }
+
+    /// Counts the thread again after [`pause`].
+    pub(crate) fn resume(counted: bool) {
+        if counted {
+            COUNTED.with(|c| c.set(true));
+            add();
+        }
+    }
+
+    /// Runs `f` (a fork) when no other thread is in runtime code; others
+    /// entering meanwhile wait until it is done (in the child too, where
+    /// only the calling thread exists).
+    pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+        let counted = pause();
+        while FORKING.compare_exchange(0, 1, SeqCst, SeqCst).is_err() {
+            futex_wait(&FORKING, 1);
+        }
+        loop {
+            let a = ACTIVE.load(SeqCst);
+            if a == 0 {
+                break;
+            }
+            futex_wait(&ACTIVE, a);
+        }
+        let r = f();
+        FORKING.store(0, SeqCst);
+        futex_wake(&FORKING);
+        resume(counted);
+        r
+    }
 }
 
 /// Signals deferred on this thread and not yet delivered (bit N-1 for N).
@@ -1189,6 +1298,8 @@ global_asm!(
 /// returns to its host thread, which frees its resources and ends; the
 /// main thread ends with a host exit (the process ends with its last thread).
 pub fn exit_thread(code: i32) -> ! {
+    // The thread leaves runtime code for good (a fork need not wait for it).
+    world::leave();
     let cb = CONTROL.with(|c| c.get()) as *mut ControlBlock;
     let (host_rsp, clear_tid) = if cb.is_null() {
         (0, 0)
