@@ -387,8 +387,8 @@ pub fn recvmsg(k: &Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
             let Some(file) = file else { continue };
             match lock(&k.fds).alloc(file, cloexec, 0) {
                 Ok(g) => {
-                    control[at..at + 4].copy_from_slice(&(g as i32).to_le_bytes());
-                    installed.push(g as i32);
+                    control[at..at + 4].copy_from_slice(&g.to_le_bytes());
+                    installed.push(g);
                 }
                 Err(e) => failed = Some((e, off - CMSG_HDR)),
             }
