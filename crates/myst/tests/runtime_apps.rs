@@ -449,3 +449,27 @@ fn process_groups_sessions_and_sigqueue() {
         assert_eq!(text(&out), text(&nat), "{bin}");
     }
 }
+
+/// pthread_cancel of a thread blocked in read() and of one in
+/// pthread_cond_wait: cancelled with cleanup handlers run, 20 rounds each,
+/// with and without rewritten syscall sites; compared with the native run.
+#[test]
+fn thread_cancellation_in_blocking_calls() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("cancel_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(text(&nat).contains("read: 20/20"), "native: {}", text(&nat));
+        for rewrite in ["true", "false"] {
+            let out = myst_run(
+                &["--rewrite-syscalls", rewrite],
+                &r.path,
+                &format!("/bin/{bin}"),
+                &[],
+            );
+            assert_ok(&out, &bin);
+            assert_eq!(text(&out), text(&nat), "{bin} rewrite={rewrite}");
+        }
+    }
+}

@@ -53,6 +53,7 @@ pub const APPS: &[&str] = &[
     "blocklock",
     "sockpass",
     "pgroups",
+    "cancel",
 ];
 
 /// The myst binary.
