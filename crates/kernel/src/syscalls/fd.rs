@@ -14,20 +14,9 @@ use std::sync::Arc;
 /// Largest single transfer (Linux's MAX_RW_COUNT).
 const MAX_RW: u64 = 0x7fff_f000;
 
+/// A host call on guest memory: EFAULT for a bad range, else the raw result.
 fn host_ret(r: Result<i64, guestmem::Fault>) -> SysResult {
-    r.map_err(|_| Errno::EFAULT).and_then(raw_ret)
-}
-
-/// A raw host syscall result: -errno on failure.
-fn raw_ret(v: i64) -> SysResult {
-    if v < 0 {
-        Err(Errno {
-            code: (-v) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(v)
-    }
+    Errno::result(r?)
 }
 
 /// Whether a file system's read may run while guest memory is locked
@@ -92,7 +81,7 @@ fn kread(f: &OpenFile, off: Option<u64>, buf: &mut [u8]) -> Result<usize, Errno>
     match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::read(*fd, buf);
-            raw_ret(r).map(|n| n as usize)
+            Errno::result(r).map(|n| n as usize)
         }
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
@@ -113,7 +102,7 @@ fn kwrite(f: &OpenFile, off: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
     match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::write(*fd, data);
-            raw_ret(r).map(|n| n as usize)
+            Errno::result(r).map(|n| n as usize)
         }
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
@@ -269,7 +258,7 @@ pub fn writev(k: &Kernel, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysR
             }
         }
         let r = host::write(*hfd, &data);
-        return raw_ret(r);
+        return Errno::result(r);
     }
     each_iov(&iovs, |base, len, done| match off {
         Some(o) if o as i64 != -1 => pwrite(k, fd, base, len, o.wrapping_add(done)),
@@ -283,7 +272,7 @@ pub fn lseek(k: &Kernel, fd: u64, off: u64, whence: u64) -> SysResult {
     let loc = match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::int_syscall(8, [*fd as u64, off, whence, 0, 0, 0]);
-            return raw_ret(r);
+            return Errno::result(r);
         }
         FileKind::Node { chain, .. } => chain.loc().clone(),
     };
@@ -401,8 +390,7 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
             let keep = f.flags() & !settable;
             let new = keep | (arg as u32 & settable);
             if let FileKind::Host { fd, .. } = &f.kind {
-                host::set_status_flags(*fd, new & settable | (new & 3))
-                    .map_err(|e| Errno { code: e, msg: "" })?;
+                host::set_status_flags(*fd, new & settable | (new & 3))?;
             }
             f.flags.store(new, Ordering::Relaxed);
             Ok(0)
@@ -417,7 +405,7 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
                     if cmd == 15 {
                         ex.copy_from_slice(&copy_in(arg, 8)?);
                     }
-                    raw_ret(host::fcntl_buf(*fd, cmd as i32, &mut ex))?;
+                    Errno::result(host::fcntl_buf(*fd, cmd as i32, &mut ex))?;
                     if cmd == 16 {
                         copy_out(arg, &ex)?;
                     }
@@ -425,7 +413,7 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
                 }
                 // F_GETOWN gives a process group as a negative number.
                 9 => Ok(host::fcntl_int(*fd, 9, 0)),
-                _ => raw_ret(host::fcntl_int(*fd, cmd as i32, arg)),
+                _ => Errno::result(host::fcntl_int(*fd, cmd as i32, arg)),
             },
             FileKind::Node { .. } => match cmd {
                 15 => copy_in(arg, 8).map(|_| 0),
@@ -444,7 +432,7 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
         1024 | 1025 => Ok(0),
         // F_SETPIPE_SZ, F_GETPIPE_SZ: pipes are the host's.
         1031 | 1032 => match &f.kind {
-            FileKind::Host { fd, .. } => raw_ret(host::fcntl_int(*fd, cmd as i32, arg)),
+            FileKind::Host { fd, .. } => Errno::result(host::fcntl_int(*fd, cmd as i32, arg)),
             FileKind::Node { .. } => Err(Errno::EBADF),
         },
         1033 | 1034 => Ok(0),
@@ -475,7 +463,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             if let FileKind::Host { fd, .. } = &f.kind {
                 let mut b = [0u8; 4];
                 b.copy_from_slice(&v);
-                raw_ret(host::ioctl_buf(*fd, req, &mut b))?;
+                Errno::result(host::ioctl_buf(*fd, req, &mut b))?;
             }
             f.flags.store(new, Ordering::Relaxed);
             return Ok(0);
@@ -523,7 +511,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         0x5411 => (4, true),                   // TIOCOUTQ
         0x5409..=0x540B => {
             let r = host::ioctl_int(hfd, req, arg);
-            return raw_ret(r);
+            return Errno::result(r);
         }
         _ => return Err(Errno::ENOTTY),
     };
@@ -532,7 +520,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
     } else {
         copy_in(arg, size)?
     };
-    let r = raw_ret(host::ioctl_buf(hfd, req, &mut buf))?;
+    let r = Errno::result(host::ioctl_buf(hfd, req, &mut buf))?;
     if out {
         copy_out(arg, &buf)?;
     }
@@ -549,7 +537,7 @@ pub fn fstat(k: &Kernel, fd: u64, buf: u64) -> SysResult {
 /// `struct stat` of an open file.
 pub fn stat_file(f: &OpenFile) -> Result<[u8; 144], Errno> {
     match &f.kind {
-        FileKind::Host { fd, .. } => host::fstat(*fd).map_err(|e| Errno { code: e, msg: "" }),
+        FileKind::Host { fd, .. } => host::fstat(*fd),
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
             Ok(stat::stat(&loc.attr()?, stat::mount_dev(loc.mnt.id)))
@@ -712,10 +700,7 @@ pub fn getdents64(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
 
 /// pipe/pipe2: a host pipe.
 pub fn pipe2(k: &Kernel, fds: u64, flags: u64) -> SysResult {
-    let (r, w) = host::pipe(flags as i32).map_err(|e| Errno {
-        code: e,
-        msg: "pipe",
-    })?;
+    let (r, w) = host::pipe(flags as i32).map_err(|e| e.with("pipe"))?;
     use std::os::fd::AsRawFd;
     let (rfd, wfd) = (r.as_raw_fd(), w.as_raw_fd());
     let nb = flags as u32 & O_NONBLOCK;
@@ -806,7 +791,7 @@ fn poll_core(
     // With nothing on the host to watch this still waits out the timeout
     // (or, without one, until a signal arrives), as Linux does.
     let t = if ready > 0 { 0 } else { timeout_ms };
-    host::ppoll(&mut host_set, t, mask).map_err(|e| Errno { code: e, msg: "" })?;
+    host::ppoll(&mut host_set, t, mask)?;
     for (i, m) in map.iter().enumerate() {
         if let Some(j) = m {
             revents[i] = host_set[*j].2;

@@ -105,19 +105,25 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     } else {
         table::call(k, frame, nr, a)
     };
-    if matches!(&r, Err(e) if e.code == 512) {
+    if matches!(&r, Err(e) if *e == Errno::ERESTARTSYS) {
         // A guest signal came before the host call started, or the host
         // restarts the call (SA_RESTART): the guest issues it again after
         // its handler ran.
         if traced {
-            strace(nr, entry, &a, -512, Some(Errno { code: 512, msg: "" }));
+            strace(
+                nr,
+                entry,
+                &a,
+                Errno::ERESTARTSYS.to_ret(),
+                Some(Errno::ERESTARTSYS),
+            );
         }
         frame.restart();
         return;
     }
     let ret = match r {
         Ok(v) => v,
-        Err(e) => -(e.code as i64),
+        Err(e) => e.to_ret(),
     };
     if traced {
         strace(nr, entry, &a, ret, r.err());

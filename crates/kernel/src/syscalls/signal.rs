@@ -56,8 +56,7 @@ pub fn rt_sigaction(k: &Kernel, sig: u64, act: u64, oact: u64, size: u64) -> Sys
             // sends reaches the guest's disposition through the entry stub.
             let [handler, _, _, mask] = n;
             if handler > 1 {
-                sud::install_guest_handler(sig as i32, handler, n[1], mask)
-                    .map_err(|e| Errno { code: e, msg: "" })?;
+                sud::install_guest_handler(sig as i32, handler, n[1], mask)?;
             } else {
                 sud::set_guest_sigsys(handler);
             }
@@ -70,13 +69,11 @@ pub fn rt_sigaction(k: &Kernel, sig: u64, act: u64, oact: u64, size: u64) -> Sys
                     sud::restorer_address(),
                     mask,
                 ];
-                host::sigaction(sig as i32, Some(host_act))
-                    .map_err(|e| Errno { code: e, msg: "" })?;
+                host::sigaction(sig as i32, Some(host_act))?;
             } else {
                 // Through myst's trampoline, which defers the handler while
                 // the thread runs runtime code.
-                sud::install_guest_handler(sig as i32, handler, flags, mask)
-                    .map_err(|e| Errno { code: e, msg: "" })?;
+                sud::install_guest_handler(sig as i32, handler, flags, mask)?;
             }
         }
         table[sig as usize] = n;
@@ -155,14 +152,7 @@ pub fn kill(pid: u64, sig: u64) -> SysResult {
     }
     let target = if pid == 0 { me as i32 } else { pid };
     let r = host::int_syscall(62, [target as i64 as u64, sig, 0, 0, 0, 0]);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(0)
-    }
+    Errno::result(r).map(|_| 0)
 }
 
 /// tkill/tgkill to a thread of this process.
@@ -173,14 +163,7 @@ pub fn tgkill(nr: u64, a: u64, b: u64, c: u64) -> SysResult {
         return Err(Errno::ESRCH);
     }
     let r = host::int_syscall(234, [tgid, tid, sig, 0, 0, 0]);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(0)
-    }
+    Errno::result(r).map(|_| 0)
 }
 
 /// rt_sigsuspend(2): waits with the temporary mask (set atomically by the
@@ -206,7 +189,7 @@ fn suspend(frame: &mut SyscallFrame, temp: u64) -> SysResult {
     if r == sud::ERESTARTSYS {
         // A handled signal was already deferred: it runs first, then the
         // wait starts again (the signal came before the call).
-        return Err(Errno { code: 512, msg: "" });
+        return Err(Errno::ERESTARTSYS);
     }
     let r: SysResult = Err(Errno::EINTR);
     super::fd::finish_wait(frame, Some(temp), old, &r);
@@ -248,8 +231,7 @@ pub fn rt_sigtimedwait(set: u64, info: u64, ts: u64, size: u64) -> SysResult {
         None
     };
     let mut buf = [0u8; 128];
-    let sig =
-        host::sigtimedwait(wanted, &mut buf, timeout).map_err(|e| Errno { code: e, msg: "" })?;
+    let sig = host::sigtimedwait(wanted, &mut buf, timeout)?;
     if info != 0 {
         copy_out(info, &buf)?;
     }
@@ -265,7 +247,7 @@ pub fn setitimer(which: u64, new: u64, old: u64) -> SysResult {
             v[i] = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         }
     }
-    let prev = host::setitimer(which as i32, &v).map_err(|e| Errno { code: e, msg: "" })?;
+    let prev = host::setitimer(which as i32, &v)?;
     if old != 0 {
         let mut b = Vec::with_capacity(32);
         for x in prev {
@@ -278,7 +260,7 @@ pub fn setitimer(which: u64, new: u64, old: u64) -> SysResult {
 
 /// getitimer(2).
 pub fn getitimer(which: u64, cur: u64) -> SysResult {
-    let v = host::getitimer(which as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let v = host::getitimer(which as i32)?;
     let mut b = Vec::with_capacity(32);
     for x in v {
         b.extend_from_slice(&x.to_le_bytes());
@@ -291,15 +273,7 @@ pub fn getitimer(which: u64, cur: u64) -> SysResult {
 /// process, so its process group and session are the host's, and
 /// kill(-pgid) reaches every member.
 pub fn host_int(nr: u64, a: u64, b: u64) -> SysResult {
-    let r = host::int_syscall(nr, [a, b, 0, 0, 0, 0]);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(r)
-    }
+    Errno::result(host::int_syscall(nr, [a, b, 0, 0, 0, 0]))
 }
 
 /// rt_sigqueueinfo(2) (`tgid` None) and rt_tgsigqueueinfo(2): the guest's
@@ -312,13 +286,5 @@ pub fn sigqueueinfo(tgid: Option<u64>, a: u64, sig: u64, info: u64) -> SysResult
     let b = copy_in(info, 128)?;
     let mut si = [0u8; 128];
     si.copy_from_slice(&b);
-    let r = host::sigqueueinfo(tgid, a, sig, &si);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(0)
-    }
+    Errno::result(host::sigqueueinfo(tgid, a, sig, &si)).map(|_| 0)
 }
