@@ -18,6 +18,8 @@ pub const O_APPEND: u32 = 0o2000;
 pub const O_NONBLOCK: u32 = 0o4000;
 /// O_CLOEXEC.
 pub const O_CLOEXEC: u32 = 0o2000000;
+/// O_ASYNC (FASYNC): SIGIO when the file becomes ready.
+pub const O_ASYNC: u32 = 0o20000;
 /// O_PATH.
 pub const O_PATH: u32 = 0o10000000;
 

@@ -6,7 +6,10 @@
 //! only if the whole range lies in guest mappings with the needed protection;
 //! a guest pointer into myst's own memory is refused (EFAULT), never followed.
 //! Copies hold the record's read lock, map changes its write lock, so no
-//! guest thread can unmap memory while the runtime copies into it.
+//! guest thread can unmap memory while the runtime copies into it. The lock
+//! is never held across a host call that may block (host I/O goes through
+//! bounce buffers, see crate::host): a thread waiting in read() must not stop
+//! another thread's mmap.
 
 use crate::errno::Errno;
 use crate::raw::{check, nr, syscall6};
@@ -666,6 +669,36 @@ pub fn is_free(addr: u64, len: u64) -> bool {
     }
 }
 
+/// Runs `f` (a fork) with the map locked, so the child never inherits it
+/// locked by a thread it does not have.
+pub(crate) fn with_map_locked<R>(f: impl FnOnce() -> R) -> R {
+    let m = write_map();
+    let r = f();
+    drop(m);
+    r
+}
+
+/// Checks that [addr, addr+len) is writable guest memory now (a later copy
+/// checks again).
+pub fn check_writable(addr: u64, len: usize) -> Result<(), Fault> {
+    let end = range_end(addr, len as u64)?;
+    if read_map().covered(addr, end, PROT_WRITE) {
+        Ok(())
+    } else {
+        Err(Fault)
+    }
+}
+
+/// Checks that [addr, addr+len) is readable guest memory now.
+pub fn check_readable(addr: u64, len: usize) -> Result<(), Fault> {
+    let end = range_end(addr, len as u64)?;
+    if read_map().covered(addr, end, PROT_READ) {
+        Ok(())
+    } else {
+        Err(Fault)
+    }
+}
+
 /// Copies guest memory at `addr` into `buf` (the range must be readable guest memory).
 pub fn copy_in(addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
     let end = range_end(addr, buf.len() as u64)?;
@@ -797,30 +830,54 @@ pub fn advise(addr: u64, len: u64, advice: u32) -> Result<(), Errno> {
 /// guest words, `timeout` a guest timespec or 0.
 pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32) -> i64 {
     let cmd = op & 0x7f;
-    {
-        let m = read_map();
-        if !uaddr.is_multiple_of(4) || !m.covered(uaddr, uaddr.saturating_add(4), PROT_READ) {
-            return Errno::EFAULT.to_ret();
-        }
-        // Commands whose 4th argument is a timespec pointer.
-        let uses_timeout = matches!(cmd, 0 | 6 | 9 | 11);
-        if uses_timeout
-            && timeout != 0
-            && !m.covered(timeout, timeout.saturating_add(16), PROT_READ)
-        {
-            return Errno::EFAULT.to_ret();
-        }
-        let uses_uaddr2 = matches!(cmd, 3 | 4 | 5 | 11 | 12);
-        if uses_uaddr2 && !m.covered(uaddr2, uaddr2.saturating_add(4), PROT_READ) {
-            return Errno::EFAULT.to_ret();
-        }
+    // Commands the host kernel writes a guest word for: WAKE_OP (uaddr2),
+    // the PI family (uaddr, uaddr2 for CMP_REQUEUE_PI).
+    let writes = matches!(cmd, 5..=8 | 11..=13);
+    let need = if writes {
+        PROT_READ | PROT_WRITE
+    } else {
+        PROT_READ
+    };
+    let m = read_map();
+    if !uaddr.is_multiple_of(4) || !m.covered(uaddr, uaddr.saturating_add(4), need) {
+        return Errno::EFAULT.to_ret();
     }
-    // The lock is not held while waiting: the host kernel only compares and
-    // wakes on the addresses; if the guest unmaps them the wait just ends.
-    // SAFETY: addresses validated as guest memory above; futex does not write
-    // to the timeout.
+    // Commands whose 4th argument is a timespec pointer.
+    let uses_timeout = matches!(cmd, 0 | 6 | 9 | 11 | 13);
+    if uses_timeout && timeout != 0 && !m.covered(timeout, timeout.saturating_add(16), PROT_READ) {
+        return -14;
+    }
+    let uses_uaddr2 = matches!(cmd, 3 | 4 | 5 | 11 | 12);
+    if uses_uaddr2 && !m.covered(uaddr2, uaddr2.saturating_add(4), need) {
+        return Errno::EFAULT.to_ret();
+    }
+    if writes {
+        // The record stays locked so the words cannot become runtime
+        // memory while the host writes them. WAKE_OP, UNLOCK_PI, TRYLOCK_PI
+        // and CMP_REQUEUE_PI do not wait; LOCK_PI and WAIT_REQUEUE_PI can
+        // (priority-inheritance mutexes), and delay map changes meanwhile.
+        // SAFETY: the words are writable guest memory, mapped while the
+        // lock is held; the timeout is read only.
+        return unsafe {
+            crate::sud::blocking6(
+                202,
+                uaddr,
+                op as u64,
+                val as u64,
+                timeout,
+                uaddr2,
+                val3 as u64,
+            )
+        };
+    }
+    drop(m);
+    // WAIT, WAKE, REQUEUE and the bitset forms wait without the lock: the
+    // host kernel only reads the words and the timeout, and compares and
+    // wakes on the addresses; if the guest unmaps them meanwhile, a wait
+    // just ends or fails with EFAULT.
+    // SAFETY: the host reads, never writes, through these pointers.
     unsafe {
-        syscall6(
+        crate::sud::blocking6(
             202,
             uaddr,
             op as u64,

@@ -2,10 +2,13 @@
 //! fcntl, ioctl, getdents64, fstat, fsync, ftruncate, sendfile, pipes, poll.
 
 use super::{copy_in, copy_out, file_of, read_iovec, SysResult};
-use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_CLOEXEC, O_NONBLOCK, O_PATH, O_WRONLY};
+use crate::file::{
+    lock, FileKind, OpenFile, O_APPEND, O_ASYNC, O_CLOEXEC, O_NONBLOCK, O_PATH, O_WRONLY,
+};
 use crate::Kernel;
 use crate::{locks, stat};
 use myst_fs::{Errno, FileType, SetAttr};
+use myst_platform::sud::{self, SyscallFrame};
 use myst_platform::{guestmem, host};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -388,10 +391,10 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, guest_mask: u64) -> SysRes
         4 => {
             let keep = f.flags() & !SETFL_MASK;
             let new = keep | (arg as u32 & SETFL_MASK);
-            f.set_flags(new);
             if let FileKind::Host { fd, .. } = &f.kind {
-                let _ = host::set_status_flags(*fd, new & (O_APPEND | O_NONBLOCK) | (new & 3));
+                host::set_status_flags(*fd, new & SETFL_MASK | (new & 3))?;
             }
+            f.set_flags(new);
             Ok(0)
         }
         5..=7 | 36..=38 => record_lock(k, &f, cmd, arg, guest_mask),
@@ -404,7 +407,37 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, guest_mask: u64) -> SysRes
             }
         }
         1025 => Ok(2),
-        1031 | 1032 => Ok(65536),
+        // F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG, F_SETOWN_EX, F_GETOWN_EX:
+        // SIGIO for pipes and sockets is the host's (guest pids are host
+        // pids); files of mounted file systems never signal.
+        8..=11 | 15 | 16 => match &f.kind {
+            FileKind::Host { fd, .. } => match cmd {
+                15 | 16 => {
+                    let mut ex = [0u8; 8];
+                    if cmd == 15 {
+                        ex.copy_from_slice(&copy_in(arg, 8)?);
+                    }
+                    Errno::result(host::fcntl_buf(*fd, cmd as i32, &mut ex))?;
+                    if cmd == 16 {
+                        copy_out(arg, &ex)?;
+                    }
+                    Ok(0)
+                }
+                // F_GETOWN gives a process group as a negative number.
+                9 => Ok(host::fcntl_int(*fd, 9, 0)),
+                _ => Errno::result(host::fcntl_int(*fd, cmd as i32, arg)),
+            },
+            FileKind::Node { .. } => match cmd {
+                15 => copy_in(arg, 8).map(|_| 0),
+                16 => copy_out(arg, &[0u8; 8]).map(|_| 0),
+                _ => Ok(0),
+            },
+        },
+        // F_SETPIPE_SZ, F_GETPIPE_SZ: pipes are the host's.
+        1031 | 1032 => match &f.kind {
+            FileKind::Host { fd, .. } => Errno::result(host::fcntl_int(*fd, cmd as i32, arg)),
+            FileKind::Node { .. } => Err(Errno::EBADF),
+        },
         1033 | 1034 => Ok(0),
         _ => Err(Errno::EINVAL),
     }
@@ -572,6 +605,25 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             lock(&k.fds).get_mut(ifd)?.cloexec = req == 0x5451;
             return Ok(0);
         }
+        0x5452 => {
+            // FIOASYNC: SIGIO when the descriptor becomes ready (the host
+            // sends it, to the owner set with F_SETOWN or FIOSETOWN).
+            let v = copy_in(arg, 4)?;
+            let on = v != [0, 0, 0, 0];
+            let flags = f.flags();
+            let new = if on {
+                flags | O_ASYNC
+            } else {
+                flags & !O_ASYNC
+            };
+            if let FileKind::Host { fd, .. } = &f.kind {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&v);
+                Errno::result(host::ioctl_buf(*fd, req, &mut b))?;
+            }
+            f.flags.store(new, Ordering::Relaxed);
+            return Ok(0);
+        }
         0x5421 => {
             let v = copy_in(arg, 4)?;
             let on = v != [0, 0, 0, 0];
@@ -609,6 +661,10 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         0x5414 => (8, false),                  // TIOCSWINSZ
         0x540F | 0x5429 | 0x541B => (4, true), // TIOCGPGRP, TIOCGSID, FIONREAD
         0x5410 => (4, false),                  // TIOCSPGRP
+        0x8901 | 0x8902 => (4, false),         // FIOSETOWN, SIOCSPGRP
+        0x8903 | 0x8904 => (4, true),          // FIOGETOWN, SIOCGPGRP
+        0x8905 => (4, true),                   // SIOCATMARK
+        0x5411 => (4, true),                   // TIOCOUTQ
         0x5409..=0x540B => {
             let r = host::ioctl_int(hfd, req, arg);
             return Errno::result(r);
@@ -844,12 +900,16 @@ pub fn pipe2(k: &Kernel, fds: u64, flags: u64) -> SysResult {
 }
 
 /// The core of poll/ppoll/select: files of mounted file systems are always
-/// ready; host descriptors are polled on the host. Returns the revents of
-/// each entry and the number of ready entries.
+/// ready; host descriptors are polled on the host, with the signal mask
+/// `mask` for the wait (applied atomically by the host's ppoll, so a guest
+/// signal that the mask lets through interrupts the wait, EINTR, even one
+/// that was pending before the call). Returns the revents of each entry
+/// and the number of ready entries.
 fn poll_core(
     k: &Kernel,
     entries: &[(i32, i16)],
     timeout_ms: i32,
+    mask: u64,
 ) -> Result<(Vec<i16>, i64), Errno> {
     let mut revents = vec![0i16; entries.len()];
     let mut host_set: Vec<(i32, i16, i16)> = Vec::new();
@@ -881,34 +941,70 @@ fn poll_core(
             },
         }
     }
-    if !host_set.is_empty() {
-        let t = if ready > 0 { 0 } else { timeout_ms };
-        host::poll(&mut host_set, t)?;
-        for (i, m) in map.iter().enumerate() {
-            if let Some(j) = m {
-                revents[i] = host_set[*j].2;
-                if revents[i] != 0 {
-                    ready += 1;
-                }
+    if host_set.is_empty() && ready > 0 {
+        return Ok((revents, ready));
+    }
+    // With nothing on the host to watch this still waits out the timeout
+    // (or, without one, until a signal arrives), as Linux does.
+    let t = if ready > 0 { 0 } else { timeout_ms };
+    host::ppoll(&mut host_set, t, mask)?;
+    for (i, m) in map.iter().enumerate() {
+        if let Some(j) = m {
+            revents[i] = host_set[*j].2;
+            if revents[i] != 0 {
+                ready += 1;
             }
         }
-    } else if ready == 0 && timeout_ms > 0 {
-        // Nothing can ever become ready; sleep out the timeout.
-        let ms = timeout_ms as i64;
-        let _ = host::clock_nanosleep(1, 0, (ms / 1000, (ms % 1000) * 1_000_000));
-    } else if ready == 0 && timeout_ms < 0 {
-        // Waiting forever on nothing: like Linux, until a signal arrives.
-        let _ = host::clock_nanosleep(1, 0, (1 << 40, 0));
-        return Err(Errno::EINTR);
     }
     Ok((revents, ready))
 }
 
-/// poll(2).
-pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
+/// The signal mask for a wait: the temporary one at `sigmask` (ppoll,
+/// pselect6, epoll_pwait; size must be 8), or the current one.
+pub fn wait_mask(
+    frame: &SyscallFrame,
+    sigmask: u64,
+    size: u64,
+) -> Result<(u64, Option<u64>), Errno> {
+    let cur = frame.sigmask();
+    if sigmask == 0 {
+        return Ok((cur, None));
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    // SIGKILL and SIGSTOP cannot be blocked.
+    let t = super::read_u64(sigmask)? & !((1 << 8) | (1 << 18));
+    Ok((t, Some(t)))
+}
+
+/// After a wait with a temporary mask: a signal that only the temporary
+/// mask let through interrupted it (EINTR); it is delivered under the
+/// temporary mask, and its handler returns to the old one (Linux's
+/// saved_sigmask). Other results keep the old mask.
+pub fn finish_wait(frame: &mut SyscallFrame, temp: Option<u64>, old: u64, r: &SysResult) {
+    if let (Some(t), Err(e)) = (temp, r) {
+        if e.code == Errno::EINTR.code && sud::deferred() & old & !t != 0 {
+            frame.set_temp_mask_until_handler(t, old);
+        }
+    }
+}
+
+/// poll(2) and ppoll(2) (`ts` a timespec; `sigmask` the temporary mask).
+pub fn ppoll(
+    k: &Kernel,
+    frame: &mut SyscallFrame,
+    fds: u64,
+    nfds: u64,
+    timeout_ms: i32,
+    sigmask: u64,
+    size: u64,
+) -> SysResult {
     if nfds > 4096 {
         return Err(Errno::EINVAL);
     }
+    let (mask, temp) = wait_mask(frame, sigmask, size)?;
+    let old = frame.sigmask();
     let mut raw = copy_in(fds, nfds as usize * 8)?;
     let entries: Vec<(i32, i16)> = raw
         .chunks_exact(8)
@@ -919,15 +1015,41 @@ pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
             )
         })
         .collect();
-    let (revents, ready) = poll_core(k, &entries, timeout as i32)?;
-    for (i, r) in revents.iter().enumerate() {
-        raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
-    }
-    copy_out(fds, &raw)?;
-    Ok(ready)
+    let r = poll_core(k, &entries, timeout_ms, mask);
+    let r = r.and_then(|(revents, ready)| {
+        for (i, r) in revents.iter().enumerate() {
+            raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
+        }
+        copy_out(fds, &raw)?;
+        Ok(ready)
+    });
+    finish_wait(frame, temp, old, &r);
+    r
 }
 
-fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
+/// ppoll(2) with its timespec.
+pub fn ppoll_ts(
+    k: &Kernel,
+    frame: &mut SyscallFrame,
+    fds: u64,
+    nfds: u64,
+    ts: u64,
+    sigmask: u64,
+    size: u64,
+) -> SysResult {
+    let t = timeout_ms(ts, true)?;
+    ppoll(k, frame, fds, nfds, t, sigmask, size)
+}
+
+/// poll(2).
+pub fn poll(k: &Kernel, frame: &mut SyscallFrame, fds: u64, nfds: u64, timeout: u64) -> SysResult {
+    let t = (timeout as i32).max(-1);
+    ppoll(k, frame, fds, nfds, t, 0, 0)
+}
+
+/// A timeout in milliseconds (rounded up; -1 for none) from a guest
+/// timespec (`nsec_unit`) or timeval.
+pub fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
     if ts == 0 {
         return Ok(-1);
     }
@@ -945,25 +1067,28 @@ fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
     Ok(ms.min(i32::MAX as i64) as i32)
 }
 
-/// ppoll(2) (the temporary signal mask is not applied).
-pub fn ppoll(k: &Kernel, fds: u64, nfds: u64, ts: u64) -> SysResult {
-    let t = timeout_ms(ts, true)?;
-    poll(k, fds, nfds, t as i64 as u64)
-}
-
-/// select(2) and pselect6(2), through poll.
+/// select(2) (`sigmask` 0) and pselect6(2) (`sigmask` points at the
+/// { const sigset_t *ss; size_t ss_len; } pair), through poll.
+#[allow(clippy::too_many_arguments)]
 pub fn select(
     k: &Kernel,
+    frame: &mut SyscallFrame,
     nfds: u64,
     rd: u64,
     wr: u64,
     ex: u64,
     ts: u64,
-    nsec_unit: bool,
+    pselect_data: Option<u64>,
 ) -> SysResult {
     if nfds > 1024 {
         return Err(Errno::EINVAL);
     }
+    let (sigmask, size) = match pselect_data {
+        Some(p) if p != 0 => (super::read_u64(p)?, super::read_u64(p.wrapping_add(8))?),
+        _ => (0, 0),
+    };
+    let (mask, temp) = wait_mask(frame, sigmask, size)?;
+    let old = frame.sigmask();
     let bytes = (nfds as usize).div_ceil(64) * 8;
     let read_set = |p: u64| -> Result<Vec<u8>, Errno> {
         if p == 0 {
@@ -990,35 +1115,39 @@ pub fn select(
             entries.push((fd as i32, ev));
         }
     }
-    let t = timeout_ms(ts, nsec_unit)?;
-    let (revents, _) = poll_core(k, &entries, t)?;
-    let (mut ro, mut wo, mut eo) = (vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]);
-    let mut count = 0;
-    for (&(fd, ev), &re) in entries.iter().zip(&revents) {
-        if re & 0x20 != 0 {
-            return Err(Errno::EBADF);
+    let t = timeout_ms(ts, pselect_data.is_some())?;
+    let res = poll_core(k, &entries, t, mask);
+    let res = res.and_then(|(revents, _)| {
+        let (mut ro, mut wo, mut eo) = (vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]);
+        let mut count = 0;
+        for (&(fd, ev), &re) in entries.iter().zip(&revents) {
+            if re & 0x20 != 0 {
+                return Err(Errno::EBADF);
+            }
+            let fd = fd as usize;
+            let set = |v: &mut Vec<u8>| v[fd / 8] |= 1 << (fd % 8);
+            if ev & 0x1 != 0 && re & (0x1 | 0x8 | 0x10) != 0 {
+                set(&mut ro);
+                count += 1;
+            }
+            if ev & 0x4 != 0 && re & (0x4 | 0x8) != 0 {
+                set(&mut wo);
+                count += 1;
+            }
+            if ev & 0x2 != 0 && re & 0x2 != 0 {
+                set(&mut eo);
+                count += 1;
+            }
         }
-        let fd = fd as usize;
-        let set = |v: &mut Vec<u8>| v[fd / 8] |= 1 << (fd % 8);
-        if ev & 0x1 != 0 && re & (0x1 | 0x8 | 0x10) != 0 {
-            set(&mut ro);
-            count += 1;
+        for (p, v) in [(rd, &ro), (wr, &wo), (ex, &eo)] {
+            if p != 0 {
+                copy_out(p, v)?;
+            }
         }
-        if ev & 0x4 != 0 && re & (0x4 | 0x8) != 0 {
-            set(&mut wo);
-            count += 1;
-        }
-        if ev & 0x2 != 0 && re & 0x2 != 0 {
-            set(&mut eo);
-            count += 1;
-        }
-    }
-    for (p, v) in [(rd, &ro), (wr, &wo), (ex, &eo)] {
-        if p != 0 {
-            copy_out(p, v)?;
-        }
-    }
-    Ok(count)
+        Ok(count)
+    });
+    finish_wait(frame, temp, old, &res);
+    res
 }
 
 fn copy_between(

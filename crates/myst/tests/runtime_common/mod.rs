@@ -49,6 +49,11 @@ pub const APPS: &[&str] = &[
     "sigstress",
     "waits",
     "sysfuzz",
+    "sigwait",
+    "blocklock",
+    "sockpass",
+    "pgroups",
+    "cancel",
 ];
 
 /// The myst binary.
