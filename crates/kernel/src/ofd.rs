@@ -142,7 +142,7 @@ pub(crate) fn my_pix() -> Option<u32> {
 }
 
 /// This process's pid, without a host call once known.
-fn me() -> u32 {
+pub(crate) fn me() -> u32 {
     match MY_PID.load(Relaxed) {
         0 => host_pid(),
         pid => pid,
