@@ -379,22 +379,28 @@ impl Desc {
     /// file system's hold on the inode is one for all processes and is
     /// released when the description is freed, in whichever process.
     pub fn new(flags: u32, key: FileKey, global_hold: bool) -> Result<Option<Desc>, Errno> {
-        let (Some(t), Some(pix)) = (table(), my_pix()) else {
+        let (Some(mut t), Some(pix)) = (table(), my_pix()) else {
             return Ok(None);
         };
-        let slot = match t.get32(H_DESC_FREE).checked_sub(1) {
-            Some(slot) => {
+        let mut swept = false;
+        let slot = loop {
+            if let Some(slot) = t.get32(H_DESC_FREE).checked_sub(1) {
                 t.set32(H_DESC_FREE, t.get32(desc_at(slot) + D_NEXT));
-                slot
+                break slot;
             }
-            None => {
-                let hw = t.get32(H_DESC_HW);
-                if hw >= NDESC {
-                    return Err(Errno::ENFILE);
-                }
+            let hw = t.get32(H_DESC_HW);
+            if hw < NDESC {
                 t.set32(H_DESC_HW, hw + 1);
-                hw
+                break hw;
             }
+            if swept {
+                return Err(Errno::ENFILE);
+            }
+            // Full: perhaps of what dead processes left behind.
+            drop(t);
+            sweep();
+            swept = true;
+            t = table().ok_or(Errno::ENFILE)?;
         };
         let d = desc_at(slot);
         let gen = t.get32(d + D_GEN) | 1;
@@ -500,10 +506,19 @@ pub struct ForkTicket {
 /// reference on each description in `descs` (the open files of the
 /// forking process, which must not change until the fork is done).
 pub fn fork_prepare<'a>(descs: impl Iterator<Item = &'a Desc>) -> Result<ForkTicket, Errno> {
-    let Some(t) = table() else {
+    let Some(mut t) = table() else {
         return Ok(ForkTicket { child: None });
     };
-    let child = t.alloc_proc()?;
+    let child = match t.alloc_proc() {
+        Ok(c) => c,
+        Err(_) => {
+            // Full: perhaps of processes that died unwaited for.
+            drop(t);
+            sweep();
+            t = table().ok_or(Errno::EAGAIN)?;
+            t.alloc_proc()?
+        }
+    };
     for d in descs {
         if t.get32(desc_at(d.slot) + D_GEN) == d.gen && t.hold(child, d.slot) {
             let r = desc_at(d.slot) + D_REFS;
