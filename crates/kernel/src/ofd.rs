@@ -167,7 +167,8 @@ fn bitmap_word(pix: u32, slot: u32) -> (usize, u64) {
 /// The table, locked against every other process and thread.
 pub(crate) struct Table {
     s: &'static Shared,
-    _g: MutexGuard<'static, ()>,
+    local: Option<MutexGuard<'static, ()>>,
+    word: bool,
 }
 
 /// Locks the table (None when descriptions are not shared).
@@ -175,16 +176,31 @@ pub(crate) fn table() -> Option<Table> {
     let s = shared()?;
     let g = s.local.lock().unwrap_or_else(|p| p.into_inner());
     s.region.lock_word_as(H_LOCK, me());
-    Some(Table { s, _g: g })
+    Some(Table {
+        s,
+        local: Some(g),
+        word: true,
+    })
 }
 
 impl Drop for Table {
     fn drop(&mut self) {
-        self.s.region.unlock_word(H_LOCK);
+        if self.word {
+            self.s.region.unlock_word(H_LOCK);
+        }
     }
 }
 
 impl Table {
+    /// Lets other processes in but keeps this process's other threads out
+    /// (across a fork: no thread can be inside a table operation when the
+    /// child's copy of the in-process mutex is made).
+    fn keep_local(mut self) -> Option<MutexGuard<'static, ()>> {
+        self.s.region.unlock_word(H_LOCK);
+        self.word = false;
+        self.local.take()
+    }
+
     pub(crate) fn get32(&self, off: usize) -> u32 {
         self.s.region.atomic_u32(off).map_or(0, |a| a.load(Relaxed))
     }
@@ -497,9 +513,11 @@ impl Desc {
     }
 }
 
-/// What a fork in progress reserved for the child.
+/// What a fork in progress reserved for the child, and this process's
+/// table mutex, held until the fork is done.
 pub struct ForkTicket {
     child: Option<u32>,
+    local: Option<MutexGuard<'static, ()>>,
 }
 
 /// Before fork: reserves the child's process entry and gives it a
@@ -507,7 +525,10 @@ pub struct ForkTicket {
 /// forking process, which must not change until the fork is done).
 pub fn fork_prepare<'a>(descs: impl Iterator<Item = &'a Desc>) -> Result<ForkTicket, Errno> {
     let Some(mut t) = table() else {
-        return Ok(ForkTicket { child: None });
+        return Ok(ForkTicket {
+            child: None,
+            local: None,
+        });
     };
     let child = match t.alloc_proc() {
         Ok(c) => c,
@@ -525,11 +546,15 @@ pub fn fork_prepare<'a>(descs: impl Iterator<Item = &'a Desc>) -> Result<ForkTic
             t.set32(r, t.get32(r) + 1);
         }
     }
-    Ok(ForkTicket { child: Some(child) })
+    Ok(ForkTicket {
+        child: Some(child),
+        local: t.keep_local(),
+    })
 }
 
 /// In the parent after a successful fork.
-pub fn fork_parent(ticket: ForkTicket, pid: u32) {
+pub fn fork_parent(mut ticket: ForkTicket, pid: u32) {
+    drop(ticket.local.take());
     if let (Some(t), Some(c)) = (table(), ticket.child) {
         t.set32(proc_at(c) + P_PID, pid);
         t.set32(proc_at(c) + P_STATE, STATE_LIVE);
@@ -538,7 +563,8 @@ pub fn fork_parent(ticket: ForkTicket, pid: u32) {
 
 /// In the child after fork: this process is the ticket's entry. POSIX
 /// locks are not inherited (they belong to the parent's entry).
-pub fn fork_child(ticket: ForkTicket) {
+pub fn fork_child(mut ticket: ForkTicket) {
+    drop(ticket.local.take());
     POSIX_LOCKS.store(false, Relaxed);
     MY_PID.store(host_pid(), Relaxed);
     if let (Some(t), Some(c)) = (table(), ticket.child) {
@@ -551,7 +577,8 @@ pub fn fork_child(ticket: ForkTicket) {
 }
 
 /// After a failed fork: gives back what the child would have held.
-pub fn fork_abort(ticket: ForkTicket) {
+pub fn fork_abort(mut ticket: ForkTicket) {
+    drop(ticket.local.take());
     if let (Some(t), Some(c)) = (table(), ticket.child) {
         let mut freed = Vec::new();
         t.reap(c, &mut freed);
