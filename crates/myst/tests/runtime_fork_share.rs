@@ -173,6 +173,8 @@ fn open_file_descriptions_and_locks_are_shared() {
             "records 300/300/300 of 300, damaged 0, repeated 0",
             "EDEADLK in exactly one process: yes",
             "waiting after SIGKILL: POSIX ok, flock ok, OFD ok",
+            "counter under F_SETLKW: status 0, value 600 of 600",
+            "counter under flock: status 0, value 600 of 600",
             "done",
         ] {
             assert!(want.contains(line), "native run lacks {line:?}: {want}");
