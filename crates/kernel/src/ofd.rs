@@ -53,13 +53,16 @@ pub(crate) const H_LOCK_USED: usize = 28;
 pub(crate) const H_WAITERS: usize = 32;
 const HEADER: usize = 4096;
 
-// Process entries: pid, state, blocked_on (pix + 1), next free (pix + 1).
+// Process entries: pid, state, blocked_on (pix + 1), next free (pix + 1),
+// generation (bumped at each allocation: a fork's parent and child tell
+// their entry from a later reuse of it).
 const PROC_OFF: usize = HEADER;
-const PROC_SIZE: usize = 16;
+const PROC_SIZE: usize = 20;
 const P_PID: usize = 0;
 const P_STATE: usize = 4;
 const P_BLOCKED: usize = 8;
 const P_NEXT: usize = 12;
+const P_GEN: usize = 16;
 const STATE_FREE: u32 = 0;
 const STATE_STARTING: u32 = 1;
 const STATE_LIVE: u32 = 2;
@@ -266,11 +269,15 @@ impl Table {
         self.set32(p + P_STATE, STATE_STARTING);
         self.set32(p + P_BLOCKED, 0);
         self.set32(p + P_NEXT, 0);
+        self.set32(p + P_GEN, self.get32(p + P_GEN).wrapping_add(1));
         Ok(pix)
     }
 
     fn free_proc(&self, pix: u32) {
         let p = proc_at(pix);
+        if self.get32(p + P_STATE) == STATE_FREE {
+            return; // never twice on the free list
+        }
         self.set32(p + P_PID, 0);
         self.set32(p + P_STATE, STATE_FREE);
         self.set32(p + P_BLOCKED, 0);
@@ -516,7 +523,8 @@ impl Desc {
 /// What a fork in progress reserved for the child, and this process's
 /// table mutex, held until the fork is done.
 pub struct ForkTicket {
-    child: Option<u32>,
+    /// The child's entry and its generation.
+    child: Option<(u32, u32)>,
     local: Option<MutexGuard<'static, ()>>,
 }
 
@@ -546,8 +554,9 @@ pub fn fork_prepare<'a>(descs: impl Iterator<Item = &'a Desc>) -> Result<ForkTic
             t.set32(r, t.get32(r) + 1);
         }
     }
+    let gen = t.get32(proc_at(child) + P_GEN);
     Ok(ForkTicket {
-        child: Some(child),
+        child: Some((child, gen)),
         local: t.keep_local(),
     })
 }
@@ -555,9 +564,14 @@ pub fn fork_prepare<'a>(descs: impl Iterator<Item = &'a Desc>) -> Result<ForkTic
 /// In the parent after a successful fork.
 pub fn fork_parent(mut ticket: ForkTicket, pid: u32) {
     drop(ticket.local.take());
-    if let (Some(t), Some(c)) = (table(), ticket.child) {
-        t.set32(proc_at(c) + P_PID, pid);
-        t.set32(proc_at(c) + P_STATE, STATE_LIVE);
+    // Only while the child has not claimed the entry itself: it may have
+    // run, exited and given the entry back (even to another process) by now.
+    if let (Some(t), Some((c, gen))) = (table(), ticket.child) {
+        let p = proc_at(c);
+        if t.get32(p + P_STATE) == STATE_STARTING && t.get32(p + P_GEN) == gen {
+            t.set32(p + P_PID, pid);
+            t.set32(p + P_STATE, STATE_LIVE);
+        }
     }
 }
 
@@ -567,7 +581,7 @@ pub fn fork_child(mut ticket: ForkTicket) {
     drop(ticket.local.take());
     POSIX_LOCKS.store(false, Relaxed);
     MY_PID.store(host_pid(), Relaxed);
-    if let (Some(t), Some(c)) = (table(), ticket.child) {
+    if let (Some(t), Some((c, _))) = (table(), ticket.child) {
         t.set32(proc_at(c) + P_PID, host_pid());
         t.set32(proc_at(c) + P_STATE, STATE_LIVE);
         MY_PIX.store(c + 1, Relaxed);
@@ -579,7 +593,7 @@ pub fn fork_child(mut ticket: ForkTicket) {
 /// After a failed fork: gives back what the child would have held.
 pub fn fork_abort(mut ticket: ForkTicket) {
     drop(ticket.local.take());
-    if let (Some(t), Some(c)) = (table(), ticket.child) {
+    if let (Some(t), Some((c, _))) = (table(), ticket.child) {
         let mut freed = Vec::new();
         t.reap(c, &mut freed);
         drop(t);
@@ -670,5 +684,7 @@ mod tests {
         assert!(DESC_OFF >= PROC_OFF + NPROC as usize * PROC_SIZE);
         assert_eq!(BITMAP_SIZE * 8, NDESC as usize);
         assert_eq!(LOCK_OFF % 8, 0);
+        assert_eq!(DESC_OFF % 8, 0);
+        assert_eq!(PROC_OFF % 4, 0);
     }
 }
