@@ -637,19 +637,19 @@ pub fn exit_self() {
 /// when it times out. Entries still starting (pid not yet known) are
 /// left alone.
 pub(crate) fn sweep() {
-    let pids: Vec<(u32, u32)> = {
+    let entries: Vec<(u32, u32, u32)> = {
         let Some(t) = table() else {
             return;
         };
         (0..t.get32(H_PROC_HW).min(NPROC))
             .filter(|&p| t.get32(proc_at(p) + P_STATE) == STATE_LIVE)
-            .map(|p| (p, t.proc_pid(p)))
+            .map(|p| (p, t.proc_pid(p), t.get32(proc_at(p) + P_GEN)))
             .collect()
     };
     // Liveness is checked without the table lock (three host calls each).
-    let dead: Vec<(u32, u32)> = pids
+    let dead: Vec<(u32, u32, u32)> = entries
         .into_iter()
-        .filter(|&(_, pid)| pid != 0 && !process_running(pid))
+        .filter(|&(_, pid, _)| pid != 0 && !process_running(pid))
         .collect();
     if dead.is_empty() {
         return;
@@ -658,8 +658,10 @@ pub(crate) fn sweep() {
         return;
     };
     let mut freed = Vec::new();
-    for (pix, pid) in dead {
-        if t.get32(proc_at(pix) + P_STATE) == STATE_LIVE && t.proc_pid(pix) == pid {
+    for (pix, pid, gen) in dead {
+        let p = proc_at(pix);
+        if t.get32(p + P_STATE) == STATE_LIVE && t.proc_pid(pix) == pid && t.get32(p + P_GEN) == gen
+        {
             t.reap(pix, &mut freed);
         }
     }
