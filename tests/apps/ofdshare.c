@@ -3,8 +3,9 @@
  * concurrent writers through one description, POSIX record locks (F_SETLK,
  * F_SETLKW, F_GETLK, EDEADLK), open-file-description locks (F_OFD_*),
  * flock(2), their release on close and exit (also by SIGKILL), EINTR of a
- * blocked lock wait, and an unlinked file that stays readable in every
- * process that has it open.
+ * blocked lock wait, an unlinked file that stays readable in every
+ * process that has it open, and mutual exclusion of four processes
+ * incrementing a counter under F_SETLKW and under flock.
  *
  * Usage: ofdshare DIR. Prints results that do not depend on pids or
  * timing; the output natively is the oracle for the same program under
@@ -661,6 +662,47 @@ static void unlinked_open(void) {
     close(back[1]);
 }
 
+/* 14. Four processes increment a counter in a file under F_SETLKW (and
+ * then under flock): mutual exclusion loses no increment. */
+#define ROUNDS 150
+static void bump_counter(const char *path, int use_flock) {
+    int fd = open_rw(path, 0);
+    for (int i = 0; i < ROUNDS; i++) {
+        if (use_flock ? flock(fd, LOCK_EX) : lk(fd, F_SETLKW, F_WRLCK, 0, 0)) _exit(20);
+        char b[32] = {0};
+        if (pread(fd, b, sizeof b - 1, 0) < 0) _exit(21);
+        int n = atoi(b) + 1;
+        int m = snprintf(b, sizeof b, "%d\n", n);
+        if (pwrite(fd, b, m, 0) != m) _exit(22);
+        if (use_flock ? flock(fd, LOCK_UN) : lk(fd, F_SETLK, F_UNLCK, 0, 0)) _exit(23);
+    }
+    close(fd);
+}
+
+static void counters(void) {
+    for (int use_flock = 0; use_flock < 2; use_flock++) {
+        const char *path = p(use_flock ? "counter.flock" : "counter.posix");
+        int fd = open_rw(path, 1);
+        put(fd, "0\n");
+        close(fd);
+        pid_t kids[3];
+        for (int k = 0; k < 3; k++) {
+            kids[k] = fork();
+            if (kids[k] == 0) {
+                bump_counter(path, use_flock);
+                _exit(0);
+            }
+        }
+        bump_counter(path, use_flock);
+        int st = 0;
+        for (int k = 0; k < 3; k++) st |= status_of(kids[k]);
+        char b[32];
+        slurp(path, b, sizeof b);
+        say("counter under %s: status %d, value %d of %d", use_flock ? "flock" : "F_SETLKW", st,
+            atoi(b), 4 * ROUNDS);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: ofdshare DIR\n");
@@ -681,6 +723,7 @@ int main(int argc, char **argv) {
     posix_close_rule();
     interrupted();
     unlinked_open();
+    counters();
     say("done");
     return 0;
 }

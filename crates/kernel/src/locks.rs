@@ -16,7 +16,6 @@
 
 use crate::ofd::{self, table, Table, H_LOCK_HW, H_LOCK_USED, LOCK_OFF, LOCK_SIZE, NLOCK};
 use myst_fs::Errno;
-use myst_platform::shm::host_pid;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// ENOLCK: the lock table is full, or locks are not shared.
@@ -432,7 +431,7 @@ pub fn set(
     int: Option<&Interrupt>,
 ) -> Result<(), Errno> {
     let pid = if class == Class::Posix {
-        host_pid() as i32
+        ofd::me() as i32
     } else {
         -1
     };
@@ -527,6 +526,7 @@ pub fn close_file(key: ofd::FileKey) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use myst_platform::shm::host_pid;
 
     fn r(start: u64, end: u64) -> Range {
         Range { start, end }

@@ -53,13 +53,16 @@ pub(crate) const H_LOCK_USED: usize = 28;
 pub(crate) const H_WAITERS: usize = 32;
 const HEADER: usize = 4096;
 
-// Process entries: pid, state, blocked_on (pix + 1), next free (pix + 1).
+// Process entries: pid, state, blocked_on (pix + 1), next free (pix + 1),
+// generation (bumped at each allocation: a fork's parent and child tell
+// their entry from a later reuse of it).
 const PROC_OFF: usize = HEADER;
-const PROC_SIZE: usize = 16;
+const PROC_SIZE: usize = 20;
 const P_PID: usize = 0;
 const P_STATE: usize = 4;
 const P_BLOCKED: usize = 8;
 const P_NEXT: usize = 12;
+const P_GEN: usize = 16;
 const STATE_FREE: u32 = 0;
 const STATE_STARTING: u32 = 1;
 const STATE_LIVE: u32 = 2;
@@ -142,7 +145,7 @@ pub(crate) fn my_pix() -> Option<u32> {
 }
 
 /// This process's pid, without a host call once known.
-fn me() -> u32 {
+pub(crate) fn me() -> u32 {
     match MY_PID.load(Relaxed) {
         0 => host_pid(),
         pid => pid,
@@ -167,7 +170,8 @@ fn bitmap_word(pix: u32, slot: u32) -> (usize, u64) {
 /// The table, locked against every other process and thread.
 pub(crate) struct Table {
     s: &'static Shared,
-    _g: MutexGuard<'static, ()>,
+    local: Option<MutexGuard<'static, ()>>,
+    word: bool,
 }
 
 /// Locks the table (None when descriptions are not shared).
@@ -175,16 +179,31 @@ pub(crate) fn table() -> Option<Table> {
     let s = shared()?;
     let g = s.local.lock().unwrap_or_else(|p| p.into_inner());
     s.region.lock_word_as(H_LOCK, me());
-    Some(Table { s, _g: g })
+    Some(Table {
+        s,
+        local: Some(g),
+        word: true,
+    })
 }
 
 impl Drop for Table {
     fn drop(&mut self) {
-        self.s.region.unlock_word(H_LOCK);
+        if self.word {
+            self.s.region.unlock_word(H_LOCK);
+        }
     }
 }
 
 impl Table {
+    /// Lets other processes in but keeps this process's other threads out
+    /// (across a fork: no thread can be inside a table operation when the
+    /// child's copy of the in-process mutex is made).
+    fn keep_local(mut self) -> Option<MutexGuard<'static, ()>> {
+        self.s.region.unlock_word(H_LOCK);
+        self.word = false;
+        self.local.take()
+    }
+
     pub(crate) fn get32(&self, off: usize) -> u32 {
         self.s.region.atomic_u32(off).map_or(0, |a| a.load(Relaxed))
     }
@@ -250,11 +269,15 @@ impl Table {
         self.set32(p + P_STATE, STATE_STARTING);
         self.set32(p + P_BLOCKED, 0);
         self.set32(p + P_NEXT, 0);
+        self.set32(p + P_GEN, self.get32(p + P_GEN).wrapping_add(1));
         Ok(pix)
     }
 
     fn free_proc(&self, pix: u32) {
         let p = proc_at(pix);
+        if self.get32(p + P_STATE) == STATE_FREE {
+            return; // never twice on the free list
+        }
         self.set32(p + P_PID, 0);
         self.set32(p + P_STATE, STATE_FREE);
         self.set32(p + P_BLOCKED, 0);
@@ -379,22 +402,28 @@ impl Desc {
     /// file system's hold on the inode is one for all processes and is
     /// released when the description is freed, in whichever process.
     pub fn new(flags: u32, key: FileKey, global_hold: bool) -> Result<Option<Desc>, Errno> {
-        let (Some(t), Some(pix)) = (table(), my_pix()) else {
+        let (Some(mut t), Some(pix)) = (table(), my_pix()) else {
             return Ok(None);
         };
-        let slot = match t.get32(H_DESC_FREE).checked_sub(1) {
-            Some(slot) => {
+        let mut swept = false;
+        let slot = loop {
+            if let Some(slot) = t.get32(H_DESC_FREE).checked_sub(1) {
                 t.set32(H_DESC_FREE, t.get32(desc_at(slot) + D_NEXT));
-                slot
+                break slot;
             }
-            None => {
-                let hw = t.get32(H_DESC_HW);
-                if hw >= NDESC {
-                    return Err(Errno::ENFILE);
-                }
+            let hw = t.get32(H_DESC_HW);
+            if hw < NDESC {
                 t.set32(H_DESC_HW, hw + 1);
-                hw
+                break hw;
             }
+            if swept {
+                return Err(Errno::ENFILE);
+            }
+            // Full: perhaps of what dead processes left behind.
+            drop(t);
+            sweep();
+            swept = true;
+            t = table().ok_or(Errno::ENFILE)?;
         };
         let d = desc_at(slot);
         let gen = t.get32(d + D_GEN) | 1;
@@ -491,42 +520,68 @@ impl Desc {
     }
 }
 
-/// What a fork in progress reserved for the child.
+/// What a fork in progress reserved for the child, and this process's
+/// table mutex, held until the fork is done.
 pub struct ForkTicket {
-    child: Option<u32>,
+    /// The child's entry and its generation.
+    child: Option<(u32, u32)>,
+    local: Option<MutexGuard<'static, ()>>,
 }
 
 /// Before fork: reserves the child's process entry and gives it a
 /// reference on each description in `descs` (the open files of the
 /// forking process, which must not change until the fork is done).
 pub fn fork_prepare<'a>(descs: impl Iterator<Item = &'a Desc>) -> Result<ForkTicket, Errno> {
-    let Some(t) = table() else {
-        return Ok(ForkTicket { child: None });
+    let Some(mut t) = table() else {
+        return Ok(ForkTicket {
+            child: None,
+            local: None,
+        });
     };
-    let child = t.alloc_proc()?;
+    let child = match t.alloc_proc() {
+        Ok(c) => c,
+        Err(_) => {
+            // Full: perhaps of processes that died unwaited for.
+            drop(t);
+            sweep();
+            t = table().ok_or(Errno::EAGAIN)?;
+            t.alloc_proc()?
+        }
+    };
     for d in descs {
         if t.get32(desc_at(d.slot) + D_GEN) == d.gen && t.hold(child, d.slot) {
             let r = desc_at(d.slot) + D_REFS;
             t.set32(r, t.get32(r) + 1);
         }
     }
-    Ok(ForkTicket { child: Some(child) })
+    let gen = t.get32(proc_at(child) + P_GEN);
+    Ok(ForkTicket {
+        child: Some((child, gen)),
+        local: t.keep_local(),
+    })
 }
 
 /// In the parent after a successful fork.
-pub fn fork_parent(ticket: ForkTicket, pid: u32) {
-    if let (Some(t), Some(c)) = (table(), ticket.child) {
-        t.set32(proc_at(c) + P_PID, pid);
-        t.set32(proc_at(c) + P_STATE, STATE_LIVE);
+pub fn fork_parent(mut ticket: ForkTicket, pid: u32) {
+    drop(ticket.local.take());
+    // Only while the child has not claimed the entry itself: it may have
+    // run, exited and given the entry back (even to another process) by now.
+    if let (Some(t), Some((c, gen))) = (table(), ticket.child) {
+        let p = proc_at(c);
+        if t.get32(p + P_STATE) == STATE_STARTING && t.get32(p + P_GEN) == gen {
+            t.set32(p + P_PID, pid);
+            t.set32(p + P_STATE, STATE_LIVE);
+        }
     }
 }
 
 /// In the child after fork: this process is the ticket's entry. POSIX
 /// locks are not inherited (they belong to the parent's entry).
-pub fn fork_child(ticket: ForkTicket) {
+pub fn fork_child(mut ticket: ForkTicket) {
+    drop(ticket.local.take());
     POSIX_LOCKS.store(false, Relaxed);
     MY_PID.store(host_pid(), Relaxed);
-    if let (Some(t), Some(c)) = (table(), ticket.child) {
+    if let (Some(t), Some((c, _))) = (table(), ticket.child) {
         t.set32(proc_at(c) + P_PID, host_pid());
         t.set32(proc_at(c) + P_STATE, STATE_LIVE);
         MY_PIX.store(c + 1, Relaxed);
@@ -536,8 +591,9 @@ pub fn fork_child(ticket: ForkTicket) {
 }
 
 /// After a failed fork: gives back what the child would have held.
-pub fn fork_abort(ticket: ForkTicket) {
-    if let (Some(t), Some(c)) = (table(), ticket.child) {
+pub fn fork_abort(mut ticket: ForkTicket) {
+    drop(ticket.local.take());
+    if let (Some(t), Some((c, _))) = (table(), ticket.child) {
         let mut freed = Vec::new();
         t.reap(c, &mut freed);
         drop(t);
@@ -581,19 +637,19 @@ pub fn exit_self() {
 /// when it times out. Entries still starting (pid not yet known) are
 /// left alone.
 pub(crate) fn sweep() {
-    let pids: Vec<(u32, u32)> = {
+    let entries: Vec<(u32, u32, u32)> = {
         let Some(t) = table() else {
             return;
         };
         (0..t.get32(H_PROC_HW).min(NPROC))
             .filter(|&p| t.get32(proc_at(p) + P_STATE) == STATE_LIVE)
-            .map(|p| (p, t.proc_pid(p)))
+            .map(|p| (p, t.proc_pid(p), t.get32(proc_at(p) + P_GEN)))
             .collect()
     };
     // Liveness is checked without the table lock (three host calls each).
-    let dead: Vec<(u32, u32)> = pids
+    let dead: Vec<(u32, u32, u32)> = entries
         .into_iter()
-        .filter(|&(_, pid)| pid != 0 && !process_running(pid))
+        .filter(|&(_, pid, _)| pid != 0 && !process_running(pid))
         .collect();
     if dead.is_empty() {
         return;
@@ -602,8 +658,10 @@ pub(crate) fn sweep() {
         return;
     };
     let mut freed = Vec::new();
-    for (pix, pid) in dead {
-        if t.get32(proc_at(pix) + P_STATE) == STATE_LIVE && t.proc_pid(pix) == pid {
+    for (pix, pid, gen) in dead {
+        let p = proc_at(pix);
+        if t.get32(p + P_STATE) == STATE_LIVE && t.proc_pid(pix) == pid && t.get32(p + P_GEN) == gen
+        {
             t.reap(pix, &mut freed);
         }
     }
@@ -628,5 +686,7 @@ mod tests {
         assert!(DESC_OFF >= PROC_OFF + NPROC as usize * PROC_SIZE);
         assert_eq!(BITMAP_SIZE * 8, NDESC as usize);
         assert_eq!(LOCK_OFF % 8, 0);
+        assert_eq!(DESC_OFF % 8, 0);
+        assert_eq!(PROC_OFF % 4, 0);
     }
 }

@@ -4,7 +4,10 @@
 //! parent and the other way round, and two children creating files at once
 //! lose nothing. tests/apps/forkshare.c runs natively (the oracle) and in a
 //! writable directory of an ext2 root made by `myst mkext2`; busybox `sh -c`
-//! lines whose subshells fork are checked too.
+//! lines whose subshells fork are checked too. tests/apps/ofdshare.c checks
+//! open file descriptions (offsets, flags) and file locks shared between
+//! processes the same way, and shell redirections of a group whose
+//! programs fork (busybox sh and bash) keep every line.
 
 mod runtime_common;
 use runtime_common::*;
@@ -170,6 +173,8 @@ fn open_file_descriptions_and_locks_are_shared() {
             "records 300/300/300 of 300, damaged 0, repeated 0",
             "EDEADLK in exactly one process: yes",
             "waiting after SIGKILL: POSIX ok, flock ok, OFD ok",
+            "counter under F_SETLKW: status 0, value 600 of 600",
+            "counter under flock: status 0, value 600 of 600",
             "done",
         ] {
             assert!(want.contains(line), "native run lacks {line:?}: {want}");

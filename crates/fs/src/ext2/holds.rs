@@ -7,8 +7,9 @@
 //!
 //! The shared table is only touched under the device's cross-process lock
 //! (every ext2 operation holds it), so plain loads and stores suffice; it
-//! is open addressing of `ino << 32 | count` words with backward-shift
-//! deletion (no tombstones).
+//! is open addressing of `ino << 32 | orphan << 31 | count` words with
+//! backward-shift deletion (no tombstones). The orphan bit marks an inode
+//! unlinked while held: whichever process drops the last hold frees it.
 
 use myst_platform::shm::SharedRegion;
 use std::collections::HashMap;
@@ -16,6 +17,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Inodes open at once in the shared table.
 const SHARED_CAP: usize = 1 << 16;
+/// The orphan bit of a shared entry.
+const ORPHAN: u32 = 1 << 31;
+/// The count bits of a shared entry.
+const COUNT: u32 = ORPHAN - 1;
 
 /// Hold counts.
 pub enum Holds {
@@ -58,7 +63,21 @@ impl Holds {
     pub fn count(&self, ino: u32) -> u32 {
         match self {
             Holds::Private(m) => m.get(&ino).copied().unwrap_or(0),
-            Holds::Shared(r) => Holds::slot(r, ino).map_or(0, |(_, n)| n),
+            Holds::Shared(r) => Holds::slot(r, ino).map_or(0, |(_, n)| n & COUNT),
+        }
+    }
+
+    /// Marks a held inode as unlinked (shared table only; a private table
+    /// leaves that to the caller's own orphan set).
+    pub fn mark_orphan(&mut self, ino: u32) {
+        if let Holds::Shared(r) = self {
+            if let Some((i, n)) = Holds::slot(r, ino) {
+                if n & COUNT > 0 {
+                    if let Some(a) = r.atomic_u64(i * 8) {
+                        a.store(u64::from(ino) << 32 | u64::from(n | ORPHAN), Relaxed);
+                    }
+                }
+            }
         }
     }
 
@@ -70,7 +89,7 @@ impl Holds {
                 true
             }
             Holds::Shared(r) => match Holds::slot(r, ino) {
-                Some((i, n)) if n < u32::MAX => match r.atomic_u64(i * 8) {
+                Some((i, n)) if n & COUNT < COUNT => match r.atomic_u64(i * 8) {
                     Some(a) => {
                         a.store(u64::from(ino) << 32 | u64::from(n + 1), Relaxed);
                         true
@@ -82,8 +101,9 @@ impl Holds {
         }
     }
 
-    /// One hold less; the holds left, or None when `ino` had none.
-    pub fn sub(&mut self, ino: u32) -> Option<u32> {
+    /// One hold less: the holds left and whether the inode was marked an
+    /// orphan, or None when `ino` had none.
+    pub fn sub(&mut self, ino: u32) -> Option<(u32, bool)> {
         match self {
             Holds::Private(m) => {
                 let n = m.get_mut(&ino)?;
@@ -92,17 +112,18 @@ impl Holds {
                 if left == 0 {
                     m.remove(&ino);
                 }
-                Some(left)
+                Some((left, false))
             }
             Holds::Shared(r) => {
                 let (i, n) = Holds::slot(r, ino)?;
-                if n == 0 {
+                let (count, orphan) = (n & COUNT, n & ORPHAN != 0);
+                if count == 0 {
                     return None;
                 }
                 let a = r.atomic_u64(i * 8)?;
-                if n > 1 {
+                if count > 1 {
                     a.store(u64::from(ino) << 32 | u64::from(n - 1), Relaxed);
-                    return Some(n - 1);
+                    return Some((count - 1, orphan));
                 }
                 // Backward-shift deletion keeps every probe chain unbroken.
                 let mut hole = i;
@@ -126,7 +147,7 @@ impl Holds {
                     j = (j + 1) % SHARED_CAP;
                 }
                 r.atomic_u64(hole * 8)?.store(0, Relaxed);
-                Some(0)
+                Some((0, orphan))
             }
         }
     }
@@ -147,8 +168,9 @@ mod tests {
             assert!(h.add(i));
         }
         for &i in inos.iter().step_by(2) {
-            assert_eq!(h.sub(i), Some(1));
-            assert_eq!(h.sub(i), Some(0));
+            assert_eq!(h.sub(i), Some((1, false)));
+            h.mark_orphan(i);
+            assert_eq!(h.sub(i), Some((0, true)));
             assert_eq!(h.sub(i), None);
         }
         for (k, &i) in inos.iter().enumerate() {
@@ -158,7 +180,7 @@ mod tests {
         assert!(!p.is_shared());
         assert!(p.add(5));
         assert_eq!(p.count(5), 1);
-        assert_eq!(p.sub(5), Some(0));
+        assert_eq!(p.sub(5), Some((0, false)));
         assert_eq!(p.sub(5), None);
     }
 

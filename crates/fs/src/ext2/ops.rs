@@ -330,7 +330,8 @@ impl State {
     fn unlinked(&mut self, i: Inode) -> FsResult<()> {
         if self.holds.count(i.ino) > 0 {
             // With shared holds the process that frees it may be another
-            // one; it recognises the orphan by its zero link count.
+            // one: the mark is in the shared table.
+            self.holds.mark_orphan(i.ino);
             self.orphans.insert(i.ino);
             Ok(())
         } else {
@@ -541,20 +542,21 @@ impl State {
 
     /// `release`: frees an orphan when its last user goes.
     pub fn release(&mut self, ino: u32) -> FsResult<()> {
-        if self.holds.sub(ino) != Some(0) {
+        let Some((0, shared_orphan)) = self.holds.sub(ino) else {
             return Ok(());
-        }
+        };
         if self.read_only.is_some() {
             return Ok(());
         }
         if self.holds.is_shared() {
-            // Unlinked in any process sharing the device: no links left.
-            let i = self.read_inode_raw(ino)?;
-            if i.links == 0 && i.kind().is_some() && ino != ROOT_INO {
-                self.destroy(i)?;
-            } else {
-                self.orphans.remove(&ino);
+            // Unlinked in whichever process sharing the device.
+            if shared_orphan {
+                let i = self.read_inode_raw(ino)?;
+                if i.links == 0 {
+                    self.destroy(i)?;
+                }
             }
+            self.orphans.remove(&ino);
         } else if self.orphans.contains(&ino) {
             let i = self.read_inode_raw(ino)?;
             self.destroy(i)?;

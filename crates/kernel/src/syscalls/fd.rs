@@ -375,9 +375,9 @@ pub fn dup3(k: &Kernel, old: u64, new: u64, flags: u64) -> SysResult {
 /// O_DIRECT, O_NOATIME), as on Linux.
 const SETFL_MASK: u32 = O_APPEND | O_NONBLOCK | 0o20000 | 0o40000 | 0o1000000;
 
-/// fcntl(2). `guest_mask` is the caller's signal mask (F_SETLKW waits
+/// fcntl(2). The frame gives the caller's signal mask (F_SETLKW waits
 /// until a signal the guest handles arrives).
-pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, guest_mask: u64) -> SysResult {
+pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, frame: &SyscallFrame) -> SysResult {
     let ifd = i32::try_from(fd as i64).map_err(|_| Errno::EBADF)?;
     let f = file_of(k, fd)?;
     match cmd {
@@ -397,7 +397,7 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, guest_mask: u64) -> SysRes
             f.set_flags(new);
             Ok(0)
         }
-        5..=7 | 36..=38 => record_lock(k, &f, cmd, arg, guest_mask),
+        5..=7 | 36..=38 => record_lock(k, &f, cmd, arg, frame),
         // Leases: none can be taken; nothing is ever leased.
         1024 => {
             if arg == 2 {
@@ -476,15 +476,17 @@ fn lock_range(f: &OpenFile, whence: i16, start: i64, len: i64) -> Result<locks::
     })
 }
 
-fn interrupt(k: &Kernel, guest_mask: u64) -> locks::Interrupt {
+/// How a blocking lock wait of the call in `frame` may be interrupted
+/// (reading the mask costs a host call on the fast path: only for waits).
+fn interrupt(k: &Kernel, frame: &SyscallFrame) -> locks::Interrupt {
     locks::Interrupt {
-        guest_mask,
+        guest_mask: frame.sigmask(),
         no_handler: k.no_handler.load(Ordering::Relaxed),
     }
 }
 
 /// F_GETLK, F_SETLK, F_SETLKW and their F_OFD_ forms.
-fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, guest_mask: u64) -> SysResult {
+fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, frame: &SyscallFrame) -> SysResult {
     let mut raw: [u8; 32] = copy_in(arg, 32)?.try_into().map_err(|_| Errno::EFAULT)?;
     let i16_at = |o: usize| i16::from_le_bytes([raw[o], raw[o + 1]]);
     let i64_at = |o: usize| {
@@ -511,8 +513,8 @@ fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, guest_mask: u64) ->
     };
     if let FileKind::Host { fd, .. } = &f.kind {
         // Pipes, sockets, terminals: the host's own locks.
-        let int = interrupt(k, guest_mask);
         let r = if wait {
+            let int = interrupt(k, frame);
             myst_platform::sud::interruptible(int.no_handler & !int.guest_mask, || {
                 host::fcntl_lock(*fd, cmd, &mut raw)
             })
@@ -560,13 +562,13 @@ fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, guest_mask: u64) ->
         copy_out(arg, &raw)?;
         return Ok(0);
     }
-    let int = interrupt(k, guest_mask);
-    locks::set(key, class, owner, new, range, wait.then_some(&int))?;
+    let int = wait.then(|| interrupt(k, frame));
+    locks::set(key, class, owner, new, range, int.as_ref())?;
     Ok(0)
 }
 
 /// flock(2): whole-file locks owned by the open file description.
-pub fn flock(k: &Kernel, fd: u64, op: u64, guest_mask: u64) -> SysResult {
+pub fn flock(k: &Kernel, fd: u64, op: u64, frame: &SyscallFrame) -> SysResult {
     const LOCK_NB: u64 = 4;
     let f = file_of(k, fd)?;
     if f.flags() & O_PATH != 0 {
@@ -578,10 +580,10 @@ pub fn flock(k: &Kernel, fd: u64, op: u64, guest_mask: u64) -> SysResult {
         8 => None,
         _ => return Err(Errno::EINVAL),
     };
-    let int = interrupt(k, guest_mask);
     let blocking = op & LOCK_NB == 0 && new.is_some();
+    let int = blocking.then(|| interrupt(k, frame));
     if let FileKind::Host { fd, .. } = &f.kind {
-        let r = if blocking {
+        let r = if let Some(int) = &int {
             myst_platform::sud::interruptible(int.no_handler & !int.guest_mask, || {
                 host::flock(*fd, op as i32)
             })
@@ -592,7 +594,7 @@ pub fn flock(k: &Kernel, fd: u64, op: u64, guest_mask: u64) -> SysResult {
     }
     let key = f.key().ok_or(Errno::EBADF)?;
     let d = f.desc().ok_or(locks::ENOLCK)?;
-    locks::flock(key, d.owner(), new, blocking.then_some(&int))?;
+    locks::flock(key, d.owner(), new, int.as_ref())?;
     Ok(0)
 }
 

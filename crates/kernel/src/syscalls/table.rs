@@ -223,8 +223,8 @@ syscall_table! { |k, f, a|
     69 msgsnd;
     70 msgrcv;
     71 msgctl;
-    72 fcntl(fd, int, ptr) => fd::fcntl(k, a[0], a[1], a[2], f.sigmask());
-    73 flock(fd, int) => fd::flock(k, a[0], a[1], f.sigmask());
+    72 fcntl(fd, int, ptr) => fd::fcntl(k, a[0], a[1], a[2], f);
+    73 flock(fd, int) => fd::flock(k, a[0], a[1], f);
     74 fsync(fd) => fd::fsync(k, a[0]);
     75 fdatasync(fd) => fd::fsync(k, a[0]);
     76 truncate(path, off) => path::truncate(k, a[0], a[1]);
