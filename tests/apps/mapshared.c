@@ -378,6 +378,42 @@ static int big(const char *mib) {
     return 0;
 }
 
+static const char *err(void *p) {
+    return p == MAP_FAILED ? strerror(errno) : "mapped";
+}
+
+/* Argument checks in Linux's order, and /dev/zero. */
+static void errors(void) {
+    int fd = make("er", pg);
+    int closed = dup(fd);
+    close(closed);
+    printf("closed fd, len 0: %s\n", err(mmap(NULL, 0, PROT_READ, MAP_SHARED, closed, 0)));
+    printf("odd offset, closed fd: %s\n", err(mmap(NULL, pg, PROT_READ, MAP_SHARED, closed, 1)));
+    printf("len 0: %s\n", err(mmap(NULL, 0, PROT_READ, MAP_SHARED, fd, 0)));
+    printf("no type: %s\n", err(mmap(NULL, pg, PROT_READ, 0, fd, 0)));
+    printf("validate, unknown flag: %s\n",
+           err(mmap(NULL, pg, PROT_READ, MAP_SHARED_VALIDATE | 0x200000, fd, 0)));
+    void *v = mmap(NULL, pg, PROT_READ, MAP_SHARED_VALIDATE, fd, 0);
+    printf("validate: %s\n", err(v));
+    if (v != MAP_FAILED) munmap(v, pg);
+    close(fd);
+    int z = open("/dev/zero", O_RDONLY);
+    if (z < 0) die("open /dev/zero");
+    printf("/dev/zero ro, shared rw: %s\n",
+           err(mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED, z, 0)));
+    char *zm = mmap(NULL, pg, PROT_READ, MAP_SHARED, z, 0);
+    if (zm == MAP_FAILED) die("mmap /dev/zero");
+    int r = mprotect(zm, pg, PROT_READ | PROT_WRITE);
+    printf("/dev/zero ro shared, mprotect rw: %s, byte %d\n", r ? strerror(errno) : "ok", zm[9]);
+    munmap(zm, pg);
+    char *zp = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, z, 0);
+    if (zp == MAP_FAILED) die("mmap /dev/zero private");
+    zp[0] = 1;
+    printf("/dev/zero private: %d %d\n", zp[0], zp[1]);
+    munmap(zp, pg);
+    close(z);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: mapshared DIR [reinit FILE | big MIB]\n");
@@ -398,6 +434,7 @@ int main(int argc, char **argv) {
     offsets();
     reinit();
     semaphores();
+    errors();
     printf("done\n");
     return 0;
 }

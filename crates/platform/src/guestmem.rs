@@ -28,6 +28,7 @@ pub const MAP_PRIVATE: u32 = 0x02;
 pub const MAP_FIXED: u32 = 0x10;
 /// Anonymous memory.
 pub const MAP_ANONYMOUS: u32 = 0x20;
+const MAP_LOCKED: u32 = 0x2000;
 const MAP_NORESERVE: u32 = 0x4000;
 const MAP_POPULATE: u32 = 0x8000;
 const MAP_STACK: u32 = 0x20000;
@@ -61,6 +62,11 @@ pub struct Region {
     /// The file this region maps from a host descriptor (MAP_SHARED file
     /// mappings and direct host-file mappings), if any.
     pub file: Option<FileTag>,
+    /// mprotect may add PROT_WRITE (false for a shared mapping of a
+    /// read-only descriptor).
+    pub may_write: bool,
+    /// Mapped with MAP_LOCKED.
+    pub locked: bool,
 }
 
 /// What a file-backed region maps.
@@ -323,7 +329,20 @@ pub fn map(
     flags: u32,
     name: Option<Arc<str>>,
 ) -> Result<u64, Errno> {
-    map_inner(addr, len, prot, flags, name, None).map(|(at, _)| at)
+    map_inner(addr, len, prot, flags, name, None, true).map(|(at, _)| at)
+}
+
+/// Like [`map`]; `may_write` false keeps mprotect from adding PROT_WRITE
+/// (a shared mapping of /dev/zero opened read-only).
+pub fn map_limited(
+    addr: u64,
+    len: u64,
+    prot: u32,
+    flags: u32,
+    name: Option<Arc<str>>,
+    may_write: bool,
+) -> Result<u64, Errno> {
+    map_inner(addr, len, prot, flags, name, None, may_write).map(|(at, _)| at)
 }
 
 /// One piece of a file mapping: `len` bytes at byte `at` of the mapping
@@ -365,7 +384,16 @@ pub fn map_fd(
     if covered != len || fd < 0 {
         return Err(EINVAL);
     }
-    map_inner(addr, len, prot, flags, name, Some((fd, runs, tag)))
+    let may_write = flags & 0x3 != MAP_SHARED || tag.writable;
+    map_inner(
+        addr,
+        len,
+        prot,
+        flags,
+        name,
+        Some((fd, runs, tag)),
+        may_write,
+    )
 }
 
 type Backing<'a> = Option<(i32, &'a [Run], FileTag)>;
@@ -377,6 +405,7 @@ fn map_inner(
     flags: u32,
     name: Option<Arc<str>>,
     backing: Backing,
+    may_write: bool,
 ) -> Result<(u64, bool), Errno> {
     let len = page_up(len).ok_or(ENOMEM)?;
     if len == 0 {
@@ -394,6 +423,8 @@ fn map_inner(
         shared,
         name: name.clone(),
         file: backing.map(|(_, _, t)| t),
+        may_write,
+        locked: flags & MAP_LOCKED != 0,
     };
     let mut m = write_map();
     let freed = if flags & MAP_FIXED != 0 {
@@ -508,11 +539,7 @@ pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), Errno> {
         return Err(ENOMEM);
     }
     let pieces = m.pieces_in(addr, end);
-    if prot & PROT_WRITE != 0
-        && pieces
-            .iter()
-            .any(|p| p.shared && p.file.is_some_and(|t| !t.writable))
-    {
+    if prot & PROT_WRITE != 0 && pieces.iter().any(|p| !p.may_write) {
         return Err(EACCES);
     }
     let new_cost: u64 = pieces
