@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
@@ -414,6 +415,39 @@ static void errors(void) {
     close(z);
 }
 
+/* A thread blocked in read() on a pipe must not stop another thread's
+ * mmap and munmap (no runtime lock held across the blocking read). */
+static int blk_pipe[2];
+static char blk_buf[16];
+static void *blocked_reader(void *arg) {
+    (void)arg;
+    ssize_t n = read(blk_pipe[0], blk_buf, sizeof blk_buf - 1);
+    return (void *)(long)n;
+}
+
+static void blocked_read(void) {
+    if (pipe(blk_pipe)) die("pipe");
+    pthread_t t;
+    if (pthread_create(&t, NULL, blocked_reader, NULL)) die("pthread_create");
+    usleep(20000);
+    int fd = make("bl", pg);
+    for (int i = 0; i < 50; i++) {
+        char *m = map(fd, pg, PROT_READ | PROT_WRITE, 0);
+        m[i] = 'x';
+        if (munmap(m, pg)) die("munmap");
+        void *a = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED) die("mmap anon");
+        munmap(a, 4 * pg);
+    }
+    close(fd);
+    write(blk_pipe[1], "wake up", 7);
+    void *ret;
+    pthread_join(t, &ret);
+    printf("blocked reader: %ld bytes \"%s\" after 100 maps\n", (long)ret, blk_buf);
+    close(blk_pipe[0]);
+    close(blk_pipe[1]);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: mapshared DIR [reinit FILE | big MIB]\n");
@@ -435,6 +469,7 @@ int main(int argc, char **argv) {
     reinit();
     semaphores();
     errors();
+    blocked_read();
     printf("done\n");
     return 0;
 }

@@ -314,6 +314,98 @@ fn host_mmap(addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, Errno> {
     check(unsafe { syscall6(nr::MMAP, addr, len, prot as u64, flags as u64, u64::MAX, 0) })
 }
 
+/// Guest ranges a blocking host call is reading or writing right now
+/// (without the record's lock), and placeholders left where such a range
+/// was unmapped meanwhile.
+struct Pins {
+    active: Vec<(u64, u64)>,
+    deferred: Vec<(u64, u64)>,
+}
+
+static PINS: std::sync::Mutex<Pins> = std::sync::Mutex::new(Pins {
+    active: Vec::new(),
+    deferred: Vec::new(),
+});
+
+fn pins() -> std::sync::MutexGuard<'static, Pins> {
+    PINS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn overlaps_any(list: &[(u64, u64)], start: u64, end: u64) -> bool {
+    list.iter().any(|&(a, b)| a < end && start < b)
+}
+
+/// Gives guest address space back to the host, unless a blocking call
+/// still uses part of it: then the range is replaced at once by an
+/// inaccessible placeholder (the host cannot hand it to myst's own
+/// allocations, and the call gets EFAULT), unmapped when the call ends.
+/// Called with the record's write lock held.
+fn release_range(addr: u64, len: u64) {
+    let mut p = pins();
+    if overlaps_any(&p.active, addr, addr + len) {
+        // SAFETY: [addr, addr+len) was guest memory until now (the caller
+        // removed it from the record under the write lock); MAP_FIXED
+        // replaces exactly it with an inaccessible anonymous mapping.
+        let r = unsafe {
+            syscall6(
+                nr::MMAP,
+                addr,
+                len,
+                0,
+                (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE) as u64,
+                u64::MAX,
+                0,
+            )
+        };
+        if check(r).is_ok() {
+            p.deferred.push((addr, addr + len));
+            return;
+        }
+    }
+    drop(p);
+    host_munmap(addr, len);
+}
+
+/// Runs `f` on the address of guest memory [addr, addr+len) with at least
+/// `prot`, without holding the record's lock: for host calls that may
+/// block (pipes, sockets, terminals), so that other threads can map and
+/// unmap meanwhile. While `f` runs the range stays guest memory or
+/// becomes an inaccessible placeholder (see `release_range`), never
+/// memory of myst's own; `f` must only hand the address to the host.
+pub fn with_pinned<R>(
+    addr: u64,
+    len: usize,
+    prot: u32,
+    f: impl FnOnce(u64) -> R,
+) -> Result<R, Fault> {
+    let end = range_end(addr, len as u64)?;
+    {
+        let m = read_map();
+        if !m.covered(addr, end, prot) {
+            return Err(Fault);
+        }
+        // Registered under the read lock: no unmap can come between the
+        // check and the pin.
+        pins().active.push((addr, end));
+    }
+    let r = f(addr);
+    let mut p = pins();
+    if let Some(i) = p.active.iter().position(|&r| r == (addr, end)) {
+        p.active.swap_remove(i);
+    }
+    let Pins { active, deferred } = &mut *p;
+    deferred.retain(|&(a, b)| {
+        if overlaps_any(active, a, b) {
+            return true;
+        }
+        // The placeholder is not in the record and nothing can map over
+        // it (guest mappings need recorded or free space).
+        host_munmap(a, b - a);
+        false
+    });
+    Ok(r)
+}
+
 fn host_munmap(addr: u64, len: u64) {
     // SAFETY: callers pass only ranges recorded as guest memory.
     unsafe { syscall6(nr::MUNMAP, addr, len, 0, 0, 0, 0) };
@@ -486,7 +578,7 @@ fn map_inner(
                 )
             });
             if let Err(e) = res {
-                host_munmap(at, len);
+                release_range(at, len);
                 // Whatever the guest had there is gone too (MAP_FIXED).
                 removed.extend(m.carve(at, at + len));
                 let (pieces, gone) = m.released(removed);
@@ -515,7 +607,7 @@ pub fn unmap(addr: u64, len: u64) -> Result<(), Errno> {
     let mut m = write_map();
     let removed = m.carve(addr, end);
     for piece in &removed {
-        host_munmap(piece.start, piece.end - piece.start);
+        release_range(piece.start, piece.end - piece.start);
     }
     let (pieces, gone) = m.released(removed);
     drop(m);
@@ -590,6 +682,17 @@ pub fn remap(
     if cost(&template) != 0 && new_len > old_len && !m.fits(new_len - old_len, 0) {
         return Err(ENOMEM);
     }
+    // Pages a blocking call uses must stay where they are (the old range
+    // would be free for the host to reuse at once).
+    let pinned = overlaps_any(&pins().active, old, old_end);
+    if pinned && flags & MREMAP_FIXED != 0 {
+        return Err(ENOMEM);
+    }
+    let flags = if pinned {
+        flags & !MREMAP_MAYMOVE
+    } else {
+        flags
+    };
     let mut removed = Vec::new();
     let ret = if flags & MREMAP_FIXED != 0 {
         if !new_addr.is_multiple_of(PAGE) || flags & MREMAP_MAYMOVE == 0 {
@@ -600,7 +703,7 @@ pub fn remap(
             return Err(EINVAL);
         }
         for piece in m.carve(new_addr, new_end) {
-            host_munmap(piece.start, piece.end - piece.start);
+            release_range(piece.start, piece.end - piece.start);
             removed.push(piece);
         }
         // Claim the target first: fails if myst owns anything there.

@@ -125,35 +125,29 @@ pub fn exit_thread(code: i32) -> ! {
 
 /// Host read from `fd` straight into guest memory.
 pub fn read_to_guest(fd: i32, addr: u64, len: usize, offset: Option<u64>) -> Result<i64, Fault> {
-    guestmem::with_slice_mut(addr, len, |s| {
+    // Pinned, not locked: a read from a pipe or socket may block for ever,
+    // and other threads must be able to map and unmap meanwhile.
+    guestmem::with_pinned(addr, len, guestmem::PROT_WRITE, |p| {
         let (n, off) = match offset {
             Some(o) => (nr::PREAD64, o),
             None => (nr::READ, 0),
         };
-        // SAFETY: `s` is validated writable guest memory held mapped.
-        unsafe {
-            syscall6(
-                n,
-                fd as u64,
-                s.as_mut_ptr() as u64,
-                s.len() as u64,
-                off,
-                0,
-                0,
-            )
-        }
+        // SAFETY: [p, p+len) is guest memory or, if the guest unmapped it
+        // meanwhile, an inaccessible placeholder (the host then fails the
+        // read with EFAULT); never runtime memory.
+        unsafe { syscall6(n, fd as u64, p, len as u64, off, 0, 0) }
     })
 }
 
 /// Host write to `fd` straight from guest memory.
 pub fn write_from_guest(fd: i32, addr: u64, len: usize, offset: Option<u64>) -> Result<i64, Fault> {
-    guestmem::with_slice(addr, len, |s| {
+    guestmem::with_pinned(addr, len, guestmem::PROT_READ, |p| {
         let (n, off) = match offset {
             Some(o) => (nr::PWRITE64, o),
             None => (nr::WRITE, 0),
         };
-        // SAFETY: `s` is validated readable guest memory held mapped.
-        unsafe { syscall6(n, fd as u64, s.as_ptr() as u64, s.len() as u64, off, 0, 0) }
+        // SAFETY: as in `read_to_guest`; the host only reads the range.
+        unsafe { syscall6(n, fd as u64, p, len as u64, off, 0, 0) }
     })
 }
 

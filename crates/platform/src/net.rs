@@ -94,22 +94,14 @@ pub fn sendto_guest(
     flags: i32,
     to: Option<&[u8]>,
 ) -> Result<i64, Fault> {
-    guestmem::with_slice(buf, len, |s| {
+    // Pinned, not locked: a send may block (see guestmem::with_pinned).
+    guestmem::with_pinned(buf, len, guestmem::PROT_READ, |p| {
         let (ap, al) = to
             .map(|a| (a.as_ptr() as u64, a.len() as u64))
             .unwrap_or((0, 0));
-        // SAFETY: s is validated guest memory; the address is a runtime buffer.
-        unsafe {
-            syscall6(
-                44,
-                fd as u64,
-                s.as_ptr() as u64,
-                s.len() as u64,
-                flags as u64,
-                ap,
-                al,
-            )
-        }
+        // SAFETY: [p, p+len) is guest memory or an inaccessible placeholder
+        // (EFAULT), never runtime memory; the address is a runtime buffer.
+        unsafe { syscall6(44, fd as u64, p, len as u64, flags as u64, ap, al) }
     })
 }
 
@@ -121,24 +113,16 @@ pub fn recvfrom_guest(
     flags: i32,
     from: Option<&mut [u8]>,
 ) -> Result<(i64, usize), Fault> {
-    guestmem::with_slice_mut(buf, len, |s| {
+    // Pinned, not locked: a receive may block (see guestmem::with_pinned).
+    guestmem::with_pinned(buf, len, guestmem::PROT_WRITE, |p| {
         let mut alen = from.as_ref().map(|a| a.len() as u32).unwrap_or(0);
         let (ap, lp) = match from {
             Some(a) => (a.as_mut_ptr() as u64, &mut alen as *mut u32 as u64),
             None => (0, 0),
         };
-        // SAFETY: s is validated guest memory; ap/lp describe a runtime buffer.
-        let r = unsafe {
-            syscall6(
-                45,
-                fd as u64,
-                s.as_mut_ptr() as u64,
-                s.len() as u64,
-                flags as u64,
-                ap,
-                lp,
-            )
-        };
+        // SAFETY: [p, p+len) is guest memory or an inaccessible placeholder
+        // (EFAULT), never runtime memory; ap/lp describe a runtime buffer.
+        let r = unsafe { syscall6(45, fd as u64, p, len as u64, flags as u64, ap, lp) };
         (r, alen as usize)
     })
 }
