@@ -52,7 +52,12 @@ const F_IGEN: usize = 24;
 const F_MAPS: usize = 32;
 const F_PAGES: usize = 40;
 const F_HIGH: usize = 48;
-const F_KEEP: usize = 56;
+const F_FLAGS: usize = 56;
+/// F_FLAGS: the pages stay after the last mapping (per-process file system).
+const KEEP: u64 = 1;
+/// F_FLAGS: a mapping that can write was made; only then can the store
+/// hold data the file system lacks (write() writes through).
+const WMAPPED: u64 = 2;
 const ST_EMPTY: u64 = 0;
 const ST_LIVE: u64 = 1;
 const ST_FREED: u64 = 2;
@@ -242,7 +247,7 @@ impl Locked<'_> {
                     (F_MAPS, 0),
                     (F_PAGES, 0),
                     (F_HIGH, 0),
-                    (F_KEEP, u64::from(keep)),
+                    (F_FLAGS, if keep { KEEP } else { 0 }),
                 ] {
                     self.set_file_word(i, field, v);
                 }
@@ -490,6 +495,10 @@ impl Locked<'_> {
     /// Writes pages [first, end) of file `idx` present in the store back
     /// to the file system (up to the file's size).
     fn writeback(&self, fs: &dyn FileSystem, idx: usize, first: u64, end: u64) -> FsResult<()> {
+        if self.file_word(idx, F_FLAGS) & WMAPPED == 0 {
+            // Only read-only mappings: the file system has every byte.
+            return Ok(());
+        }
         let ino = self.file_word(idx, F_INO);
         // Mappings do not keep the inode: once the file is deleted (and its
         // number perhaps given to a new file) its pages have nowhere to go.
@@ -531,7 +540,7 @@ impl Locked<'_> {
             return Ok(());
         };
         let r = self.writeback(fs, idx, 0, MAX_PAGE);
-        if r.is_err() || self.file_word(idx, F_KEEP) != 0 {
+        if r.is_err() || self.file_word(idx, F_FLAGS) & KEEP != 0 {
             // Keep the only up-to-date copy rather than lose data (and the
             // one copy of a per-process file system's file).
             return r;
@@ -672,6 +681,9 @@ fn map_pages(
         None => g.insert_file(fsid, ino, igen, keep)?,
     };
     g.set_file_word(idx, F_MAPS, g.file_word(idx, F_MAPS) + 1);
+    if writable {
+        g.set_file_word(idx, F_FLAGS, g.file_word(idx, F_FLAGS) | WMAPPED);
+    }
     let mut runs: Vec<Run> = Vec::new();
     let mut buf = vec![0u8; PAGE_US];
     let mut failed = None;
