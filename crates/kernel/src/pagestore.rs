@@ -1080,14 +1080,14 @@ mod tests {
             x ^= x << 17;
             let idx = if x & 1 == 0 { a } else { b };
             let page = (x >> 8) % 300;
-            if (x >> 40) % 3 == 0 {
+            if (x >> 40).is_multiple_of(3) {
                 g.del_page(idx, page);
                 model.remove(&(idx, page));
             } else if !model.contains_key(&(idx, page)) && model.len() < 200 {
                 g.put_page(idx, page, step).expect("put");
                 model.insert((idx, page), step);
             }
-            if step % 97 == 0 {
+            if step.is_multiple_of(97) {
                 for (&(i, p), &slot) in &model {
                     assert_eq!(g.page_slot(i, p), Some(slot), "page {p} of {i}");
                 }
