@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
@@ -378,6 +379,75 @@ static int big(const char *mib) {
     return 0;
 }
 
+static const char *err(void *p) {
+    return p == MAP_FAILED ? strerror(errno) : "mapped";
+}
+
+/* Argument checks in Linux's order, and /dev/zero. */
+static void errors(void) {
+    int fd = make("er", pg);
+    int closed = dup(fd);
+    close(closed);
+    printf("closed fd, len 0: %s\n", err(mmap(NULL, 0, PROT_READ, MAP_SHARED, closed, 0)));
+    printf("odd offset, closed fd: %s\n", err(mmap(NULL, pg, PROT_READ, MAP_SHARED, closed, 1)));
+    printf("len 0: %s\n", err(mmap(NULL, 0, PROT_READ, MAP_SHARED, fd, 0)));
+    printf("no type: %s\n", err(mmap(NULL, pg, PROT_READ, 0, fd, 0)));
+    printf("validate, unknown flag: %s\n",
+           err(mmap(NULL, pg, PROT_READ, MAP_SHARED_VALIDATE | 0x200000, fd, 0)));
+    void *v = mmap(NULL, pg, PROT_READ, MAP_SHARED_VALIDATE, fd, 0);
+    printf("validate: %s\n", err(v));
+    if (v != MAP_FAILED) munmap(v, pg);
+    close(fd);
+    int z = open("/dev/zero", O_RDONLY);
+    if (z < 0) die("open /dev/zero");
+    printf("/dev/zero ro, shared rw: %s\n",
+           err(mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED, z, 0)));
+    char *zm = mmap(NULL, pg, PROT_READ, MAP_SHARED, z, 0);
+    if (zm == MAP_FAILED) die("mmap /dev/zero");
+    int r = mprotect(zm, pg, PROT_READ | PROT_WRITE);
+    printf("/dev/zero ro shared, mprotect rw: %s, byte %d\n", r ? strerror(errno) : "ok", zm[9]);
+    munmap(zm, pg);
+    char *zp = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, z, 0);
+    if (zp == MAP_FAILED) die("mmap /dev/zero private");
+    zp[0] = 1;
+    printf("/dev/zero private: %d %d\n", zp[0], zp[1]);
+    munmap(zp, pg);
+    close(z);
+}
+
+/* A thread blocked in read() on a pipe must not stop another thread's
+ * mmap and munmap (no runtime lock held across the blocking read). */
+static int blk_pipe[2];
+static char blk_buf[16];
+static void *blocked_reader(void *arg) {
+    (void)arg;
+    ssize_t n = read(blk_pipe[0], blk_buf, sizeof blk_buf - 1);
+    return (void *)(long)n;
+}
+
+static void blocked_read(void) {
+    if (pipe(blk_pipe)) die("pipe");
+    pthread_t t;
+    if (pthread_create(&t, NULL, blocked_reader, NULL)) die("pthread_create");
+    usleep(20000);
+    int fd = make("bl", pg);
+    for (int i = 0; i < 50; i++) {
+        char *m = map(fd, pg, PROT_READ | PROT_WRITE, 0);
+        m[i] = 'x';
+        if (munmap(m, pg)) die("munmap");
+        void *a = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED) die("mmap anon");
+        munmap(a, 4 * pg);
+    }
+    close(fd);
+    write(blk_pipe[1], "wake up", 7);
+    void *ret;
+    pthread_join(t, &ret);
+    printf("blocked reader: %ld bytes \"%s\" after 100 maps\n", (long)ret, blk_buf);
+    close(blk_pipe[0]);
+    close(blk_pipe[1]);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: mapshared DIR [reinit FILE | big MIB]\n");
@@ -398,6 +468,8 @@ int main(int argc, char **argv) {
     offsets();
     reinit();
     semaphores();
+    errors();
+    blocked_read();
     printf("done\n");
     return 0;
 }

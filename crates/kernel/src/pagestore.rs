@@ -52,7 +52,12 @@ const F_IGEN: usize = 24;
 const F_MAPS: usize = 32;
 const F_PAGES: usize = 40;
 const F_HIGH: usize = 48;
-const F_KEEP: usize = 56;
+const F_FLAGS: usize = 56;
+/// F_FLAGS: the pages stay after the last mapping (per-process file system).
+const KEEP: u64 = 1;
+/// F_FLAGS: a mapping that can write was made; only then can the store
+/// hold data the file system lacks (write() writes through).
+const WMAPPED: u64 = 2;
 const ST_EMPTY: u64 = 0;
 const ST_LIVE: u64 = 1;
 const ST_FREED: u64 = 2;
@@ -89,35 +94,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Makes the store (before the first fork), holding at most `bytes` of
 /// file pages, and hooks it into guest memory bookkeeping.
 pub fn init(bytes: u64) -> Result<(), String> {
-    let nslots = (bytes / PAGE).clamp(256, 1 << 26);
-    let pt_cap = (nslots as usize * 2).next_power_of_two();
-    let files_off = HEADER;
-    let pt_off = files_off + NFILES * F_LEN;
-    let next_off = pt_off + pt_cap * 16;
-    let index_len = next_off + nslots as usize * 8;
-    let index =
-        SharedRegion::new("myst-pagestore-index", index_len as u64).map_err(|e| e.to_string())?;
-    let data = SharedRegion::with_fd("myst-pagestore", nslots * PAGE).map_err(|e| e.to_string())?;
-    let fd = data.fd().ok_or("page store: no memfd")?;
-    let s = Store {
-        index,
-        data,
-        fd,
-        nslots,
-        files_off,
-        pt_off,
-        pt_cap,
-        next_off,
-        budget: nslots * PAGE,
-    };
-    if let Some(a) = s.index.atomic_u64(H_FSID) {
-        a.store(1, SeqCst);
-    }
+    let s = Store::new(bytes)?;
     STORE
         .set(s)
         .map_err(|_| "page store made twice".to_string())?;
     guestmem::set_unmap_hook(on_unmap);
     Ok(())
+}
+
+impl Store {
+    fn new(bytes: u64) -> Result<Store, String> {
+        let nslots = (bytes / PAGE).clamp(256, 1 << 26);
+        let pt_cap = (nslots as usize * 2).next_power_of_two();
+        let files_off = HEADER;
+        let pt_off = files_off + NFILES * F_LEN;
+        let next_off = pt_off + pt_cap * 16;
+        let index_len = next_off + nslots as usize * 8;
+        let index = SharedRegion::new("myst-pagestore-index", index_len as u64)
+            .map_err(|e| e.to_string())?;
+        let data =
+            SharedRegion::with_fd("myst-pagestore", nslots * PAGE).map_err(|e| e.to_string())?;
+        let fd = data.fd().ok_or("page store: no memfd")?;
+        let s = Store {
+            index,
+            data,
+            fd,
+            nslots,
+            files_off,
+            pt_off,
+            pt_cap,
+            next_off,
+            budget: nslots * PAGE,
+        };
+        s.set_word(H_FSID, 1);
+        Ok(s)
+    }
 }
 
 /// The store, once made.
@@ -242,7 +253,7 @@ impl Locked<'_> {
                     (F_MAPS, 0),
                     (F_PAGES, 0),
                     (F_HIGH, 0),
-                    (F_KEEP, u64::from(keep)),
+                    (F_FLAGS, if keep { KEEP } else { 0 }),
                 ] {
                     self.set_file_word(i, field, v);
                 }
@@ -490,6 +501,10 @@ impl Locked<'_> {
     /// Writes pages [first, end) of file `idx` present in the store back
     /// to the file system (up to the file's size).
     fn writeback(&self, fs: &dyn FileSystem, idx: usize, first: u64, end: u64) -> FsResult<()> {
+        if self.file_word(idx, F_FLAGS) & WMAPPED == 0 {
+            // Only read-only mappings: the file system has every byte.
+            return Ok(());
+        }
         let ino = self.file_word(idx, F_INO);
         // Mappings do not keep the inode: once the file is deleted (and its
         // number perhaps given to a new file) its pages have nowhere to go.
@@ -531,7 +546,7 @@ impl Locked<'_> {
             return Ok(());
         };
         let r = self.writeback(fs, idx, 0, MAX_PAGE);
-        if r.is_err() || self.file_word(idx, F_KEEP) != 0 {
+        if r.is_err() || self.file_word(idx, F_FLAGS) & KEEP != 0 {
             // Keep the only up-to-date copy rather than lose data (and the
             // one copy of a per-process file system's file).
             return r;
@@ -672,6 +687,9 @@ fn map_pages(
         None => g.insert_file(fsid, ino, igen, keep)?,
     };
     g.set_file_word(idx, F_MAPS, g.file_word(idx, F_MAPS) + 1);
+    if writable {
+        g.set_file_word(idx, F_FLAGS, g.file_word(idx, F_FLAGS) | WMAPPED);
+    }
     let mut runs: Vec<Run> = Vec::new();
     let mut buf = vec![0u8; PAGE_US];
     let mut failed = None;
@@ -1038,5 +1056,127 @@ impl Store {
     /// The most file-page bytes the store holds.
     pub fn budget(&self) -> u64 {
         self.budget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myst_fs::ramfs::RamFs;
+    use myst_fs::{FileType, NewInode, Timespec};
+    use std::collections::HashMap;
+
+    #[test]
+    fn page_table_matches_a_model() {
+        let s = Store::new(1 << 20).expect("store");
+        let g = s.lock();
+        let a = g.insert_file(1, 10, 7, false).expect("file");
+        let b = g.insert_file(1, 11, 7, false).expect("file");
+        assert_eq!(g.find_file(1, 10, Some(7)), Some(a));
+        assert_eq!(g.find_file(1, 10, Some(8)), None);
+        assert_eq!(g.find_file(2, 10, None), None);
+        let mut model: HashMap<(usize, u64), u64> = HashMap::new();
+        let mut x: u64 = 0x1234_5678;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let idx = if x & 1 == 0 { a } else { b };
+            let page = (x >> 8) % 300;
+            if (x >> 40).is_multiple_of(3) {
+                g.del_page(idx, page);
+                model.remove(&(idx, page));
+            } else if !model.contains_key(&(idx, page)) && model.len() < 200 {
+                g.put_page(idx, page, step).expect("put");
+                model.insert((idx, page), step);
+            }
+            if step.is_multiple_of(97) {
+                for (&(i, p), &slot) in &model {
+                    assert_eq!(g.page_slot(i, p), Some(slot), "page {p} of {i}");
+                }
+                for p in 0..300 {
+                    for i in [a, b] {
+                        assert_eq!(g.page_slot(i, p), model.get(&(i, p)).copied());
+                    }
+                }
+            }
+        }
+        let mut pages: Vec<(u64, u64)> = g.pages_of(a);
+        pages.sort_unstable();
+        let mut want: Vec<(u64, u64)> = model
+            .iter()
+            .filter(|((i, _), _)| *i == a)
+            .map(|((_, p), s)| (*p, *s))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(pages, want);
+        assert_eq!(g.file_word(a, F_PAGES), want.len() as u64);
+    }
+
+    #[test]
+    fn slots_are_reused_zeroed_and_bounded() {
+        let s = Store::new(256 * PAGE).expect("store");
+        let g = s.lock();
+        let mut got = Vec::new();
+        while let Some(slot) = g.alloc_slot() {
+            got.push(slot);
+        }
+        assert_eq!(got.len(), 256, "the store holds exactly its budget");
+        assert!(s.data.write(Locked::slot_off(got[3]), b"dirty"));
+        g.free_slot(got[3]);
+        let again = g.alloc_slot().expect("a freed slot");
+        assert_eq!(again, got[3]);
+        let mut b = [9u8; 5];
+        assert!(s.data.read(Locked::slot_off(again), &mut b));
+        assert_eq!(b, [0; 5], "a reused slot reads as zeros");
+    }
+
+    #[test]
+    fn store_pages_are_the_file_for_read_and_write() {
+        let s = Store::new(1 << 20).expect("store");
+        let ram = Arc::new(RamFs::new(0o755, 1 << 20));
+        let new = NewInode {
+            kind: FileType::Regular,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            time: Timespec::default(),
+        };
+        let ino = ram.create(ram.root(), b"f", &new).expect("create");
+        ram.write(ino, 0, &[b'a'; 6000]).expect("write");
+        let m = map_pages(&s, &*ram, 5, false, ino, 0, 3, true).expect("map");
+        assert_eq!(m.runs.iter().map(|r| r.len).sum::<u64>(), 3 * PAGE);
+        let g = s.lock();
+        let idx = g.find_file(5, ino, None).expect("entry");
+        // A store "through the mapping": straight into the slot.
+        let slot = g.page_slot(idx, 1).expect("page 1");
+        assert!(s.data.write(Locked::slot_off(slot) + 10, b"MAPPED"));
+        let mut buf = [0u8; 6];
+        g.read_pages(idx, PAGE + 10, &mut buf, |_, _| panic!("page is present"))
+            .expect("read");
+        assert_eq!(&buf, b"MAPPED");
+        // Past the end of the file the pages are zeros.
+        let slot2 = g.page_slot(idx, 2).expect("page 2");
+        let mut z = [1u8; 8];
+        assert!(s.data.read(Locked::slot_off(slot2), &mut z));
+        assert_eq!(z, [0; 8]);
+        // write() goes into present pages too.
+        g.write_pages(idx, 5, b"xyz");
+        let mut w = [0u8; 3];
+        g.read_pages(idx, 5, &mut w, |_, _| panic!("present"))
+            .expect("read");
+        assert_eq!(&w, b"xyz");
+        // Write-back puts the mapped bytes into the file system, the last
+        // reference frees the pages.
+        g.writeback(&*ram, idx, 0, MAX_PAGE).expect("writeback");
+        let mut f = [0u8; 6];
+        ram.read(ino, PAGE + 10, &mut f).expect("read file");
+        assert_eq!(&f, b"MAPPED");
+        let used = s.used_bytes();
+        assert_eq!(used, 3 * PAGE);
+        g.unref(idx, Some(&*ram)).expect("unref");
+        assert_eq!(s.used_bytes(), 0);
+        assert_eq!(g.find_file(5, ino, None), None);
     }
 }

@@ -39,7 +39,7 @@ fn fixture() -> &'static Fixture {
             let bin = tree.join(format!("bin/mapshared_{}", v.name));
             let st = Command::new(v.cc)
                 .args(v.flags)
-                .args(["-O1", "-w", "-o"])
+                .args(["-O1", "-w", "-pthread", "-o"])
                 .arg(&bin)
                 .arg(&src)
                 .status()

@@ -31,6 +31,7 @@ pub const MAP_PRIVATE: u32 = 0x02;
 pub const MAP_FIXED: u32 = 0x10;
 /// Anonymous memory.
 pub const MAP_ANONYMOUS: u32 = 0x20;
+const MAP_LOCKED: u32 = 0x2000;
 const MAP_NORESERVE: u32 = 0x4000;
 const MAP_POPULATE: u32 = 0x8000;
 const MAP_STACK: u32 = 0x20000;
@@ -64,6 +65,11 @@ pub struct Region {
     /// The file this region maps from a host descriptor (MAP_SHARED file
     /// mappings and direct host-file mappings), if any.
     pub file: Option<FileTag>,
+    /// mprotect may add PROT_WRITE (false for a shared mapping of a
+    /// read-only descriptor).
+    pub may_write: bool,
+    /// Mapped with MAP_LOCKED.
+    pub locked: bool,
 }
 
 /// What a file-backed region maps.
@@ -311,6 +317,98 @@ fn host_mmap(addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, Errno> {
     check(unsafe { syscall6(nr::MMAP, addr, len, prot as u64, flags as u64, u64::MAX, 0) })
 }
 
+/// Guest ranges a blocking host call is reading or writing right now
+/// (without the record's lock), and placeholders left where such a range
+/// was unmapped meanwhile.
+struct Pins {
+    active: Vec<(u64, u64)>,
+    deferred: Vec<(u64, u64)>,
+}
+
+static PINS: std::sync::Mutex<Pins> = std::sync::Mutex::new(Pins {
+    active: Vec::new(),
+    deferred: Vec::new(),
+});
+
+fn pins() -> std::sync::MutexGuard<'static, Pins> {
+    PINS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn overlaps_any(list: &[(u64, u64)], start: u64, end: u64) -> bool {
+    list.iter().any(|&(a, b)| a < end && start < b)
+}
+
+/// Gives guest address space back to the host, unless a blocking call
+/// still uses part of it: then the range is replaced at once by an
+/// inaccessible placeholder (the host cannot hand it to myst's own
+/// allocations, and the call gets EFAULT), unmapped when the call ends.
+/// Called with the record's write lock held.
+fn release_range(addr: u64, len: u64) {
+    let mut p = pins();
+    if overlaps_any(&p.active, addr, addr + len) {
+        // SAFETY: [addr, addr+len) was guest memory until now (the caller
+        // removed it from the record under the write lock); MAP_FIXED
+        // replaces exactly it with an inaccessible anonymous mapping.
+        let r = unsafe {
+            syscall6(
+                nr::MMAP,
+                addr,
+                len,
+                0,
+                (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE) as u64,
+                u64::MAX,
+                0,
+            )
+        };
+        if check(r).is_ok() {
+            p.deferred.push((addr, addr + len));
+            return;
+        }
+    }
+    drop(p);
+    host_munmap(addr, len);
+}
+
+/// Runs `f` on the address of guest memory [addr, addr+len) with at least
+/// `prot`, without holding the record's lock: for host calls that may
+/// block (pipes, sockets, terminals), so that other threads can map and
+/// unmap meanwhile. While `f` runs the range stays guest memory or
+/// becomes an inaccessible placeholder (see `release_range`), never
+/// memory of myst's own; `f` must only hand the address to the host.
+pub fn with_pinned<R>(
+    addr: u64,
+    len: usize,
+    prot: u32,
+    f: impl FnOnce(u64) -> R,
+) -> Result<R, Fault> {
+    let end = range_end(addr, len as u64)?;
+    {
+        let m = read_map();
+        if !m.covered(addr, end, prot) {
+            return Err(Fault);
+        }
+        // Registered under the read lock: no unmap can come between the
+        // check and the pin.
+        pins().active.push((addr, end));
+    }
+    let r = f(addr);
+    let mut p = pins();
+    if let Some(i) = p.active.iter().position(|&r| r == (addr, end)) {
+        p.active.swap_remove(i);
+    }
+    let Pins { active, deferred } = &mut *p;
+    deferred.retain(|&(a, b)| {
+        if overlaps_any(active, a, b) {
+            return true;
+        }
+        // The placeholder is not in the record and nothing can map over
+        // it (guest mappings need recorded or free space).
+        host_munmap(a, b - a);
+        false
+    });
+    Ok(r)
+}
+
 fn host_munmap(addr: u64, len: u64) {
     // SAFETY: callers pass only ranges recorded as guest memory.
     unsafe { syscall6(nr::MUNMAP, addr, len, 0, 0, 0, 0) };
@@ -326,7 +424,20 @@ pub fn map(
     flags: u32,
     name: Option<Arc<str>>,
 ) -> Result<u64, Errno> {
-    map_inner(addr, len, prot, flags, name, None).map(|(at, _)| at)
+    map_inner(addr, len, prot, flags, name, None, true).map(|(at, _)| at)
+}
+
+/// Like [`map`]; `may_write` false keeps mprotect from adding PROT_WRITE
+/// (a shared mapping of /dev/zero opened read-only).
+pub fn map_limited(
+    addr: u64,
+    len: u64,
+    prot: u32,
+    flags: u32,
+    name: Option<Arc<str>>,
+    may_write: bool,
+) -> Result<u64, Errno> {
+    map_inner(addr, len, prot, flags, name, None, may_write).map(|(at, _)| at)
 }
 
 /// One piece of a file mapping: `len` bytes at byte `at` of the mapping
@@ -368,7 +479,16 @@ pub fn map_fd(
     if covered != len || fd < 0 {
         return Err(EINVAL);
     }
-    map_inner(addr, len, prot, flags, name, Some((fd, runs, tag)))
+    let may_write = flags & 0x3 != MAP_SHARED || tag.writable;
+    map_inner(
+        addr,
+        len,
+        prot,
+        flags,
+        name,
+        Some((fd, runs, tag)),
+        may_write,
+    )
 }
 
 type Backing<'a> = Option<(i32, &'a [Run], FileTag)>;
@@ -380,6 +500,7 @@ fn map_inner(
     flags: u32,
     name: Option<Arc<str>>,
     backing: Backing,
+    may_write: bool,
 ) -> Result<(u64, bool), Errno> {
     let len = page_up(len).ok_or(ENOMEM)?;
     if len == 0 {
@@ -397,6 +518,8 @@ fn map_inner(
         shared,
         name: name.clone(),
         file: backing.map(|(_, _, t)| t),
+        may_write,
+        locked: flags & MAP_LOCKED != 0,
     };
     let mut m = write_map();
     let freed = if flags & MAP_FIXED != 0 {
@@ -458,7 +581,7 @@ fn map_inner(
                 )
             });
             if let Err(e) = res {
-                host_munmap(at, len);
+                release_range(at, len);
                 // Whatever the guest had there is gone too (MAP_FIXED).
                 removed.extend(m.carve(at, at + len));
                 let (pieces, gone) = m.released(removed);
@@ -487,7 +610,7 @@ pub fn unmap(addr: u64, len: u64) -> Result<(), Errno> {
     let mut m = write_map();
     let removed = m.carve(addr, end);
     for piece in &removed {
-        host_munmap(piece.start, piece.end - piece.start);
+        release_range(piece.start, piece.end - piece.start);
     }
     let (pieces, gone) = m.released(removed);
     drop(m);
@@ -511,11 +634,7 @@ pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), Errno> {
         return Err(ENOMEM);
     }
     let pieces = m.pieces_in(addr, end);
-    if prot & PROT_WRITE != 0
-        && pieces
-            .iter()
-            .any(|p| p.shared && p.file.is_some_and(|t| !t.writable))
-    {
+    if prot & PROT_WRITE != 0 && pieces.iter().any(|p| !p.may_write) {
         return Err(EACCES);
     }
     let new_cost: u64 = pieces
@@ -566,6 +685,17 @@ pub fn remap(
     if cost(&template) != 0 && new_len > old_len && !m.fits(new_len - old_len, 0) {
         return Err(ENOMEM);
     }
+    // Pages a blocking call uses must stay where they are (the old range
+    // would be free for the host to reuse at once).
+    let pinned = overlaps_any(&pins().active, old, old_end);
+    if pinned && flags & MREMAP_FIXED != 0 {
+        return Err(ENOMEM);
+    }
+    let flags = if pinned {
+        flags & !MREMAP_MAYMOVE
+    } else {
+        flags
+    };
     let mut removed = Vec::new();
     let ret = if flags & MREMAP_FIXED != 0 {
         if !new_addr.is_multiple_of(PAGE) || flags & MREMAP_MAYMOVE == 0 {
@@ -576,7 +706,7 @@ pub fn remap(
             return Err(EINVAL);
         }
         for piece in m.carve(new_addr, new_end) {
-            host_munmap(piece.start, piece.end - piece.start);
+            release_range(piece.start, piece.end - piece.start);
             removed.push(piece);
         }
         // Claim the target first: fails if myst owns anything there.

@@ -17,6 +17,24 @@ use std::sync::Arc;
 const PAGE: u64 = 4096;
 /// makedev(1, 5).
 const DEV_ZERO: u64 = (1 << 8) | 5;
+const MAP_SHARED_VALIDATE: u32 = 3;
+/// The flags Linux accepts with MAP_SHARED_VALIDATE (its LEGACY_MAP_MASK).
+const LEGACY_MAP_MASK: u32 = 0x3
+    | 0x10
+    | 0x20
+    | 0x40
+    | 0x80
+    | 0x100
+    | 0x800
+    | 0x1000
+    | 0x2000
+    | 0x4000
+    | 0x8000
+    | 0x10000
+    | 0x20000
+    | 0x40000
+    | 0x400_0000
+    | 0xfc00_0000;
 
 /// mmap(2).
 pub fn mmap(
@@ -30,17 +48,29 @@ pub fn mmap(
 ) -> SysResult {
     let flags = flags as u32;
     let prot = prot as u32;
-    if len == 0 || !off.is_multiple_of(PAGE) || len > 1 << 46 {
+    // Linux's order: the offset, then the descriptor, then the rest.
+    if !off.is_multiple_of(PAGE) {
+        return Err(Errno::EINVAL);
+    }
+    let f = if flags & MAP_ANONYMOUS == 0 {
+        Some(file_of(k, fd)?)
+    } else {
+        None
+    };
+    if len == 0 || len > 1 << 46 {
         return Err(Errno::EINVAL);
     }
     let kind = flags & 0xf;
     if kind != 1 && kind != 2 && kind != 3 {
         return Err(Errno::EINVAL);
     }
-    if flags & MAP_ANONYMOUS != 0 {
+    let Some(f) = f else {
         return guestmem::map(addr, len, prot, flags, None).map(|a| a as i64);
+    };
+    if kind == MAP_SHARED_VALIDATE && flags & !LEGACY_MAP_MASK != 0 {
+        return Err(Errno::EOPNOTSUPP);
     }
-    let f = file_of(k, fd)?;
+    let shared = kind == 1 || kind == 3;
     let (loc, path) = match &f.kind {
         FileKind::Node {
             chain,
@@ -50,8 +80,14 @@ pub fn mmap(
             chain,
             kind: FileType::CharDev,
         } if chain.loc().attr().is_ok_and(|a| a.rdev == DEV_ZERO) => {
-            // /dev/zero: anonymous memory, shared or private as asked.
-            return guestmem::map(addr, len, prot, flags | MAP_ANONYMOUS, None).map(|a| a as i64);
+            if !f.readable() || (shared && prot & PROT_WRITE != 0 && !f.writable()) {
+                return Err(Errno::EACCES);
+            }
+            // /dev/zero: anonymous memory, shared or private as asked; a
+            // shared one from a read-only descriptor never becomes writable.
+            let may_write = !shared || f.writable();
+            return guestmem::map_limited(addr, len, prot, flags | MAP_ANONYMOUS, None, may_write)
+                .map(|a| a as i64);
         }
         FileKind::Node { .. } => return Err(Errno::ENODEV),
         FileKind::Host { .. } => return Err(Errno::ENODEV),
@@ -59,7 +95,6 @@ pub fn mmap(
     if !f.readable() {
         return Err(Errno::EACCES);
     }
-    let shared = kind == 1 || kind == 3;
     if shared && prot & PROT_WRITE != 0 && !f.writable() {
         return Err(Errno::EACCES);
     }
@@ -273,6 +308,9 @@ pub fn msync(addr: u64, len: u64, flags: u64) -> SysResult {
     }
     if at < end {
         return Err(Errno::ENOMEM);
+    }
+    if flags & MS_INVALIDATE != 0 && pieces.iter().any(|p| p.locked) {
+        return Err(Errno::EBUSY);
     }
     for p in pieces {
         match p.file {
