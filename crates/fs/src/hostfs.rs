@@ -81,6 +81,35 @@ impl HostFs {
         })
     }
 
+    /// Serves one host regular file as a file system whose root is that
+    /// file (Mystikos's single-file hostfs mount): only the file itself is
+    /// reachable, read and written in place.
+    pub fn single_file(path: &Path) -> io::Result<HostFs> {
+        let path = path.canonicalize()?;
+        let md = fs::metadata(&path)?;
+        if !md.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        let fs = HostFs {
+            root_ino: 0,
+            root_dev: md.dev(),
+            root: path.clone(),
+            paths: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+            wfiles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+        };
+        let ino = fs.ino_of(&md);
+        lock(&fs.paths).insert(ino, path);
+        Ok(HostFs {
+            root_ino: ino,
+            ..fs
+        })
+    }
+
     fn ino_of(&self, md: &fs::Metadata) -> Ino {
         // Files of other host file systems below the root get their device
         // mixed in, so their numbers do not collide with the root's.

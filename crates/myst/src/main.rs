@@ -1,6 +1,7 @@
 //! The `myst` command: builds root file system images and runs programs from them.
 
 mod cmd;
+pub mod config;
 
 use clap::{Parser, Subcommand};
 

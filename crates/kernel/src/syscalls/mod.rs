@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod fd;
 pub mod mem;
+pub mod mount;
 pub mod names;
 pub mod net;
 pub mod path;
@@ -314,6 +315,8 @@ fn call(k: &Kernel, frame: &mut SyscallFrame, nr: u64, a: [u64; 6]) -> SysResult
         202 => futex(a[0], a[1], a[2], a[3], a[4], a[5]),
         203 => Ok(0),
         204 => sched_getaffinity(a[0], a[1], a[2]),
+        165 => mount::mount(k, a[0], a[1], a[2], a[3], a[4]),
+        166 => mount::umount2(k, a[0], a[1]),
         217 => getdents64(k, a[0], a[1], a[2]),
         218 => set_tid_address(a[0]),
         435 => Err(Errno::ENOSYS),
