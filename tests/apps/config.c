@@ -4,15 +4,18 @@
  * permissions (/proc/self/maps), RLIMIT_STACK and glibc's default thread
  * stack size. Optional probes, driven by the environment (argv may come
  * from the config): CONFIG_ALLOC_MB=N maps and touches N MiB and prints
- * whether that worked; CONFIG_STACK_KB=N touches N KiB of the main stack. */
+ * whether that worked; CONFIG_STACK_KB=N touches N KiB of the main stack;
+ * CONFIG_SYSCALL=N makes syscall N without arguments. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -79,7 +82,12 @@ int main(int argc, char **argv)
     sched_getaffinity(0, sizeof set, &set);
     printf("nproc=%ld affinity=%d cpuinfo=%d\n", sysconf(_SC_NPROCESSORS_ONLN),
            CPU_COUNT(&set), cpuinfo_count());
-    printf("brk=%s\n", sbrk(1 << 20) == (void *)-1 ? "fixed" : "grows");
+    {
+        /* The raw call: musl's sbrk refuses any increment by design. */
+        unsigned long cur = syscall(SYS_brk, 0);
+        unsigned long now = syscall(SYS_brk, cur + (1 << 20));
+        printf("brk=%s\n", now >= cur + (1 << 20) ? "grows" : "fixed");
+    }
     stack_line();
     getrlimit(RLIMIT_STACK, &rl);
     if (rl.rlim_cur == RLIM_INFINITY)
@@ -104,6 +112,10 @@ int main(int argc, char **argv)
             memset(p, 1, len);
             printf("alloc=ok\n");
         }
+    }
+    if (getenv("CONFIG_SYSCALL")) {
+        long r = syscall(atol(getenv("CONFIG_SYSCALL")));
+        printf("syscall=%ld errno=%d\n", r, r < 0 ? errno : 0);
     }
     if (getenv("CONFIG_STACK_KB")) {
         printf("stack_touch=%d\n", touch_stack(atoi(getenv("CONFIG_STACK_KB"))));

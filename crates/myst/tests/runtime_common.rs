@@ -49,6 +49,8 @@ pub const APPS: &[&str] = &[
     "sigstress",
     "waits",
     "sysfuzz",
+    "config",
+    "mountapp",
 ];
 
 /// The myst binary.
