@@ -237,7 +237,7 @@ fn command_line_and_defaults() {
     let cfg = dir.path().join("host.json");
     std::fs::write(
         &cfg,
-        format!(r#"{{"ApplicationPath": "/bin/nothing", "ApplicationParameters": ["cfg"], "HostApplicationParameters": 1}}"#),
+        r#"{"ApplicationPath": "/bin/nothing", "ApplicationParameters": ["cfg"], "HostApplicationParameters": 1}"#,
     )
     .expect("write");
     let out = run_cfg(
@@ -302,7 +302,10 @@ fn command_line_and_defaults() {
     assert!(text(&out).contains("argv[1]=cfg\n"), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ignored"));
     // UnhandledSyscallEnosys: false in the config beats the command line's true.
-    for (val, code, errno) in [("true", Some(0), Some("-1 errno=38")), ("false", Some(1), None)] {
+    for (val, code, errno) in [
+        ("true", Some(0), Some("-1 errno=38")),
+        ("false", Some(1), None),
+    ] {
         let cfg3 = dir.path().join(format!("enosys_{val}.json"));
         std::fs::write(
             &cfg3,
