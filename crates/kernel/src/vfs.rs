@@ -310,11 +310,11 @@ impl Vfs {
     pub fn umount(&self, target: &Chain, detach: bool) -> FsResult<()> {
         let loc = target.loc();
         let m = loc.mnt.clone();
-        if m.id == self.root.mnt.id {
-            return Err(Errno::EBUSY.with("the root cannot be unmounted"));
-        }
         if loc.ino != m.fs.root() {
             return Err(Errno::EINVAL.with("not a mount point"));
+        }
+        if m.id == self.root.mnt.id {
+            return Err(Errno::EBUSY.with("the root cannot be unmounted"));
         }
         let mut g = self.mounts.write().unwrap_or_else(|p| p.into_inner());
         let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
