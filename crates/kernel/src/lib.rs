@@ -504,11 +504,10 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
             None
         } else {
             Some(
-                (0..460u64)
-                    .filter(|&n| {
-                        syscalls::names::name(n)
-                            .is_some_and(|s| config.strace_filter.iter().any(|f| f == s))
-                    })
+                config
+                    .strace_filter
+                    .iter()
+                    .filter_map(|n| syscalls::table::number(n))
                     .collect(),
             )
         },
