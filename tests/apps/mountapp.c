@@ -10,6 +10,8 @@
  *   x FD                    close FD
  *   d PATH                  chdir
  *   F PATH                  fork; the child prints PATH's contents
+ *   A PATH PROCS LINES      PROCS forked processes each append LINES lines
+ *                           to PATH (O_APPEND, one write per line)
  *   l                       print /proc/self/mounts lines below /mnt
  *   L                       print /proc/self/mountinfo fields 5, 9, 10 below /mnt
  * Results are "ok" or the errno's name. */
@@ -162,6 +164,29 @@ int main(int argc, char **argv)
             int st = 0;
             waitpid(pid, &st, 0);
             printf("child exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        } else if (!strcmp(o, "A") && i + 3 < argc) {
+            const char *path = argv[i + 1];
+            int procs = atoi(argv[i + 2]), lines = atoi(argv[i + 3]), failed = 0;
+            fflush(stdout);
+            for (int p = 0; p < procs; p++) {
+                if (fork() == 0) {
+                    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+                    char buf[64];
+                    for (int l = 0; fd >= 0 && l < lines; l++) {
+                        int n = snprintf(buf, sizeof buf, "process %d line %d\n", p, l);
+                        if (write(fd, buf, n) != n)
+                            _exit(1);
+                    }
+                    _exit(fd < 0);
+                }
+            }
+            for (int p = 0; p < procs; p++) {
+                int st = 0;
+                wait(&st);
+                failed += !WIFEXITED(st) || WEXITSTATUS(st);
+            }
+            printf("append %s: %d processes failed\n", path, failed);
+            i += 3;
         } else if (!strcmp(o, "l")) {
             mounts(0);
         } else if (!strcmp(o, "L")) {

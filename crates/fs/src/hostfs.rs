@@ -353,6 +353,22 @@ impl FileSystem for HostFs {
         Ok(data.len())
     }
 
+    /// O_APPEND through the host's own O_APPEND: other processes (guest or
+    /// not) appending to the same host file cannot interleave with it. A
+    /// descriptor of its own per call: its offset after the write tells
+    /// where this write landed, whatever other descriptors do.
+    fn append(&self, ino: Ino, data: &[u8]) -> FsResult<(u64, usize)> {
+        use std::io::{Seek, Write};
+        let mut f = OpenOptions::new()
+            .append(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(self.path(ino)?)
+            .map_err(errno)?;
+        let n = f.write(data).map_err(errno)?;
+        let end = f.stream_position().map_err(errno)?;
+        Ok((end.saturating_sub(n as u64), n))
+    }
+
     fn readdir(&self, dir: Ino) -> FsResult<Vec<DirEntry>> {
         let path = self.path(dir)?;
         let parent = self.lookup_attr(dir, b"..")?;

@@ -737,3 +737,52 @@ fn guest_mounts_under_strict() {
         + "write /mnt/a/hello.txt: EROFS\n";
     assert_eq!(text(&out), expected, "{}", stderr(&out));
 }
+
+#[test]
+fn hostfs_appends_from_many_processes_lose_nothing() {
+    let r = root();
+    let v = r.variants.first().expect("a compiler");
+    let (dir, root, app) = mount_root();
+    let host = dir.path().join("appends");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    // Natively (the oracle): 8 processes x 500 O_APPEND lines.
+    let native = Command::new(r.path.join("bin").join(format!("mountapp_{v}")))
+        .args(["A", &s(&host.join("native.txt")), "8", "500"])
+        .output()
+        .expect("native");
+    assert_ok(&native, "native appends");
+    let out = myst(&strs(&[
+        &s(&root),
+        &app,
+        "m",
+        &s(&host),
+        "/mnt/a",
+        "hostfs",
+        "0",
+        "-",
+        "A",
+        "/mnt/a/guest.txt",
+        "8",
+        "500",
+    ]));
+    assert_ok(&out, "guest appends");
+    assert_eq!(
+        text(&out),
+        "mount hostfs /mnt/a: ok\nappend /mnt/a/guest.txt: 0 processes failed\n"
+    );
+    let sorted = |p: &Path| {
+        let mut l: Vec<String> = std::fs::read_to_string(p)
+            .expect("read")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    let (n, g) = (
+        sorted(&host.join("native.txt")),
+        sorted(&host.join("guest.txt")),
+    );
+    assert_eq!(n.len(), 4000);
+    assert_eq!(g, n, "appended lines lost or damaged");
+}
