@@ -12,6 +12,10 @@
  *   F PATH                  fork; the child prints PATH's contents
  *   A PATH PROCS LINES      PROCS forked processes each append LINES lines
  *                           to PATH (O_APPEND, one write per line)
+ *   D PATH                  open directory PATH and keep it open (prints the fd)
+ *   C FD NAME               print the contents of NAME opened with openat(FD)
+ *   R OLD NEW TARGET        a forked child renames OLD to NEW and leaves a
+ *                           symlink to TARGET at OLD
  *   l                       print /proc/self/mounts lines below /mnt
  *   L                       print /proc/self/mountinfo fields 5, 9, 10 below /mnt
  * Results are "ok" or the errno's name. */
@@ -37,6 +41,8 @@ static const char *ename(int e)
     case EEXIST: return "EEXIST";
     case ENODEV: return "ENODEV";
     case ENOTDIR: return "ENOTDIR";
+    case ELOOP: return "ELOOP";
+    case ESTALE: return "ESTALE";
     case EISDIR: return "EISDIR";
     case EINVAL: return "EINVAL";
     case EROFS: return "EROFS";
@@ -186,6 +192,37 @@ int main(int argc, char **argv)
                 failed += !WIFEXITED(st) || WEXITSTATUS(st);
             }
             printf("append %s: %d processes failed\n", path, failed);
+            i += 3;
+        } else if (!strcmp(o, "D") && i + 1 < argc) {
+            int fd = open(argv[++i], O_RDONLY | O_DIRECTORY);
+            if (fd < 0)
+                printf("opendir %s: %s\n", argv[i], ename(errno));
+            else
+                printf("opendir %s: fd %d\n", argv[i], fd);
+        } else if (!strcmp(o, "C") && i + 2 < argc) {
+            int fd = openat(atoi(argv[i + 1]), argv[i + 2], O_RDONLY);
+            char buf[4096];
+            ssize_t n;
+            if (fd < 0) {
+                printf("catat %s %s: %s\n", argv[i + 1], argv[i + 2], ename(errno));
+            } else {
+                printf("catat %s %s:\n", argv[i + 1], argv[i + 2]);
+                fflush(stdout);
+                while ((n = read(fd, buf, sizeof buf)) > 0)
+                    fwrite(buf, 1, n, stdout);
+                close(fd);
+            }
+            i += 2;
+        } else if (!strcmp(o, "R") && i + 3 < argc) {
+            const char *old = argv[i + 1], *new = argv[i + 2], *target = argv[i + 3];
+            fflush(stdout);
+            pid_t pid = fork();
+            if (pid == 0)
+                _exit(rename(old, new) != 0 || symlink(target, old) != 0);
+            int st = 0;
+            waitpid(pid, &st, 0);
+            printf("child renamed %s: %s\n", old,
+                   WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "failed");
             i += 3;
         } else if (!strcmp(o, "l")) {
             mounts(0);

@@ -786,3 +786,59 @@ fn hostfs_appends_from_many_processes_lose_nothing() {
     assert_eq!(n.len(), 4000);
     assert_eq!(g, n, "appended lines lost or damaged");
 }
+
+#[test]
+fn hostfs_stays_inside_its_directory_across_renames() {
+    let (dir, root, app) = mount_root();
+    let inside = dir.path().join("inside");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(inside.join("d/sub")).expect("mkdir");
+    std::fs::create_dir_all(outside.join("sub")).expect("mkdir");
+    std::fs::write(outside.join("sub/secret.txt"), "SECRET\n").expect("write");
+    std::fs::write(inside.join("d/sub/own.txt"), "inner\n").expect("write");
+    // The parent holds /mnt/a/d/sub open; a forked child renames d away
+    // and leaves a symlink to a host directory outside the mount in its
+    // place; the parent's later opens through its descriptor must not
+    // reach the host outside the mounted directory.
+    let out = myst(&strs(&[
+        &s(&root),
+        &app,
+        "m",
+        &s(&inside),
+        "/mnt/a",
+        "hostfs",
+        "0",
+        "-",
+        "D",
+        "/mnt/a/d/sub",
+        "R",
+        "/mnt/a/d",
+        "/mnt/a/e",
+        &s(&outside),
+        "C",
+        "3",
+        "secret.txt",
+        "c",
+        "/mnt/a/e/sub/own.txt",
+    ]));
+    assert_ok(&out, "rename race");
+    let t = text(&out);
+    assert!(
+        !t.contains("SECRET"),
+        "read a host file outside the mount: {t}"
+    );
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "mount hostfs /mnt/a: ok",
+            "opendir /mnt/a/d/sub: fd 3",
+            "child renamed /mnt/a/d: ok"
+        ]
+    );
+    assert!(lines[3].starts_with("catat 3 secret.txt: E"), "{t}");
+    assert_eq!(lines[4..], ["cat /mnt/a/e/sub/own.txt:", "inner"], "{t}");
+    // The symlink the child left is the guest's: followed in the guest's
+    // namespace, where that host path does not exist.
+    assert!(inside.join("d").is_symlink());
+}
