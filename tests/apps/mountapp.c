@@ -16,6 +16,8 @@
  *   C FD NAME               print the contents of NAME opened with openat(FD)
  *   R OLD NEW TARGET        a forked child renames OLD to NEW and leaves a
  *                           symlink to TARGET at OLD
+ *   S PATH                  print PATH's owner (lstat)
+ *   O PATH UID GID          lchown
  *   l                       print /proc/self/mounts lines below /mnt
  *   L                       print /proc/self/mountinfo fields 5, 9, 10 below /mnt
  * Results are "ok" or the errno's name. */
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -223,6 +226,16 @@ int main(int argc, char **argv)
             waitpid(pid, &st, 0);
             printf("child renamed %s: %s\n", old,
                    WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "failed");
+            i += 3;
+        } else if (!strcmp(o, "S") && i + 1 < argc) {
+            struct stat st;
+            if (lstat(argv[++i], &st) < 0)
+                printf("stat %s: %s\n", argv[i], ename(errno));
+            else
+                printf("stat %s: uid %u gid %u\n", argv[i], st.st_uid, st.st_gid);
+        } else if (!strcmp(o, "O") && i + 3 < argc) {
+            snprintf(op, sizeof op, "chown %s %s %s", argv[i + 1], argv[i + 2], argv[i + 3]);
+            result(op, lchown(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3])));
             i += 3;
         } else if (!strcmp(o, "l")) {
             mounts(0);

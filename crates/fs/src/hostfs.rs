@@ -34,8 +34,49 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
+/// Host-to-guest owner mappings (`--host-to-enc-uid-map 1000:0,...`): a
+/// mapped host id is shown to the guest as its guest id, and a guest id
+/// given to chown is stored as its host id; other ids pass unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdMap {
+    /// (host uid, guest uid) pairs.
+    pub uids: Vec<(u32, u32)>,
+    /// (host gid, guest gid) pairs.
+    pub gids: Vec<(u32, u32)>,
+}
+
+impl IdMap {
+    fn to_guest(pairs: &[(u32, u32)], id: u32) -> u32 {
+        pairs.iter().find(|p| p.0 == id).map_or(id, |p| p.1)
+    }
+
+    fn to_host(pairs: &[(u32, u32)], id: u32) -> u32 {
+        pairs.iter().find(|p| p.1 == id).map_or(id, |p| p.0)
+    }
+
+    /// Parses `HOST:GUEST[,HOST:GUEST...]`.
+    pub fn parse_pairs(s: &str) -> Result<Vec<(u32, u32)>, String> {
+        s.split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (h, g) = p
+                    .split_once(':')
+                    .ok_or_else(|| format!("{p:?}: expected HOST:GUEST (two numbers)"))?;
+                let num = |x: &str| {
+                    x.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("{p:?}: expected HOST:GUEST (two numbers)"))
+                };
+                Ok((num(h)?, num(g)?))
+            })
+            .collect()
+    }
+}
+
 /// A host directory (or one file) served as a file system.
 pub struct HostFs {
+    /// Owner mappings.
+    ids: IdMap,
     /// The root: the directory, or the single file.
     root: PathBuf,
     /// The directory every host path lies beneath (the root, or the single
@@ -123,6 +164,7 @@ impl HostFs {
     fn build(root: PathBuf, base: PathBuf) -> io::Result<HostFs> {
         let base_fd = Arc::new(open_base(&base)?);
         let mut fs = HostFs {
+            ids: IdMap::default(),
             root_ino: 0,
             root_dev: 0,
             root: root.clone(),
@@ -141,6 +183,12 @@ impl HostFs {
         fs.root_ino = ino;
         lock(&fs.paths).insert(ino, root);
         Ok(fs)
+    }
+
+    /// The same file system with owner mappings.
+    pub fn with_id_map(mut self, ids: IdMap) -> HostFs {
+        self.ids = ids;
+        self
     }
 
     /// `path` relative to the base directory ("." for the base itself).
@@ -276,8 +324,8 @@ impl HostFs {
             kind: FileType::from_mode(mode).unwrap_or(FileType::Regular),
             perm: mode & 0o7777,
             nlink: st.st_nlink as u32,
-            uid: st.st_uid,
-            gid: st.st_gid,
+            uid: IdMap::to_guest(&self.ids.uids, st.st_uid),
+            gid: IdMap::to_guest(&self.ids.gids, st.st_gid),
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
             blksize: st.st_blksize as u32,
@@ -361,8 +409,10 @@ impl FileSystem for HostFs {
             rustix::fs::chownat(
                 &dir,
                 &name,
-                set.uid.map(rustix::fs::Uid::from_raw),
-                set.gid.map(rustix::fs::Gid::from_raw),
+                set.uid
+                    .map(|u| rustix::fs::Uid::from_raw(IdMap::to_host(&self.ids.uids, u))),
+                set.gid
+                    .map(|g| rustix::fs::Gid::from_raw(IdMap::to_host(&self.ids.gids, g))),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(rerr)?;

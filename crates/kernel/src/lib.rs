@@ -71,6 +71,8 @@ pub struct Config {
     pub mounts: Vec<MountSpec>,
     /// Trust anchors for ext2 images mounted by the guest with mount().
     pub trust: myst_blockdev::trust::TrustPolicy,
+    /// Owner mappings of hostfs mounts the guest makes.
+    pub host_ids: myst_fs::hostfs::IdMap,
 }
 
 /// A file system to mount before the program starts.
@@ -199,6 +201,8 @@ pub struct Kernel {
     pub exec_stack: bool,
     /// Trust anchors for guest mount() of ext2 images.
     pub trust: myst_blockdev::trust::TrustPolicy,
+    /// Owner mappings for guest mount() of hostfs.
+    pub host_ids: myst_fs::hostfs::IdMap,
 }
 
 static KERNEL: OnceLock<Kernel> = OnceLock::new();
@@ -520,6 +524,7 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         no_brk: config.no_brk,
         exec_stack: config.exec_stack,
         trust: config.trust.clone(),
+        host_ids: config.host_ids.clone(),
     };
     let k = KERNEL.get_or_init(|| k);
     // A `#!` script as the program runs its interpreter, as execve does.

@@ -842,3 +842,73 @@ fn hostfs_stays_inside_its_directory_across_renames() {
     // namespace, where that host path does not exist.
     assert!(inside.join("d").is_symlink());
 }
+
+#[test]
+fn hostfs_owner_maps() {
+    let id = Command::new("id").arg("-u").output().expect("id -u");
+    if text(&id).trim() != "0" {
+        eprintln!("hostfs_owner_maps: needs root (chown of host files); skipped");
+        return;
+    }
+    let (dir, root, app) = mount_root();
+    let host = dir.path().join("owned");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    std::fs::write(host.join("f"), "x").expect("write");
+    std::os::unix::fs::lchown(host.join("f"), Some(1234), Some(4321)).expect("chown");
+    std::fs::write(host.join("g"), "y").expect("write");
+    std::os::unix::fs::lchown(host.join("g"), Some(999), Some(999)).expect("chown");
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"Mount": [{"Target": "/mnt/b", "Type": "hostfs"}]}"#,
+    )
+    .expect("write");
+    let out = myst(&strs(&[
+        "--host-to-enc-uid-map",
+        "1234:77,5:6",
+        "--host-to-enc-gid-map",
+        "4321:88",
+        "--app-config-path",
+        &s(&cfg),
+        "--mount",
+        &format!("{}=/mnt/b", host.display()),
+        &s(&root),
+        &app,
+        // A configuration mount and a guest mount() get the same mapping.
+        "m",
+        &s(&host),
+        "/mnt/a",
+        "hostfs",
+        "0",
+        "-",
+        "S",
+        "/mnt/a/f",
+        "S",
+        "/mnt/b/f",
+        "S",
+        "/mnt/a/g",
+        "O",
+        "/mnt/a/g",
+        "77",
+        "88",
+    ]));
+    assert_ok(&out, "owner maps");
+    assert_eq!(
+        text(&out),
+        "mount hostfs /mnt/a: ok\nstat /mnt/a/f: uid 77 gid 88\nstat /mnt/b/f: uid 77 gid 88\nstat /mnt/a/g: uid 999 gid 999\nchown /mnt/a/g 77 88: ok\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(host.join("g")).expect("stat");
+    assert_eq!(
+        (md.uid(), md.gid()),
+        (1234, 4321),
+        "chown to a guest id stores its host id"
+    );
+    let out = myst(&strs(&["--host-to-enc-uid-map", "12:x", &s(&root), &app]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--host-to-enc-uid-map: \"12:x\": expected HOST:GUEST"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -262,7 +262,8 @@ pub fn mount(k: &Kernel, src: u64, tgt: u64, fstype: u64, flags: u64, data: u64)
             .map_err(|e| Errno {
                 code: e.raw_os_error().unwrap_or(22),
                 msg: "hostfs source",
-            })?;
+            })?
+            .with_id_map(k.host_ids.clone());
             (Arc::new(fs), "hostfs", path)
         }
         b"ramfs" => {

@@ -3,6 +3,7 @@
 use crate::config::{AppConfig, ForkMode, MountType};
 use anyhow::{bail, Context};
 use myst_blockdev::trust::{TrustPolicy, TrustedKey};
+use myst_fs::hostfs::IdMap;
 use myst_fs::ramfs::RamFs;
 use myst_fs::{FileSystem, FileType};
 use myst_kernel::syscalls::mount::{open_ext2, ramfs_from_cpio};
@@ -63,6 +64,13 @@ pub struct Args {
     /// without effect, myst always forks for real.
     #[arg(long, value_name = "MODE")]
     pub fork_mode: Option<String>,
+    /// hostfs owners: host uid HOST is shown to the program as GUEST (and chown to GUEST stores
+    /// HOST), e.g. 1000:0; comma-separated pairs.
+    #[arg(long, value_name = "HOST:GUEST[,...]")]
+    pub host_to_enc_uid_map: Option<String>,
+    /// hostfs groups, as --host-to-enc-uid-map.
+    #[arg(long, value_name = "HOST:GUEST[,...]")]
+    pub host_to_enc_gid_map: Option<String>,
     /// Trust the root hash in FILE (64 hex digits, as `myst fssig --roothash` prints); repeatable.
     #[arg(long, value_name = "FILE")]
     pub roothash: Vec<PathBuf>,
@@ -140,13 +148,19 @@ fn load_cpio(path: &Path, memory_size: u64, what: &str) -> anyhow::Result<RamFs>
         .map_err(|e| anyhow::anyhow!("cannot mount CPIO {what} {}: {e}", path.display()))
 }
 
-fn open_root(path: &Path, policy: &TrustPolicy, memory_size: u64) -> anyhow::Result<RootFs> {
+fn open_root(
+    path: &Path,
+    policy: &TrustPolicy,
+    memory_size: u64,
+    ids: &IdMap,
+) -> anyhow::Result<RootFs> {
     let md = std::fs::metadata(path)
         .with_context(|| format!("cannot open root file system {}", path.display()))?;
     let source = path.display().to_string();
     if md.is_dir() {
         let fs = myst_fs::hostfs::HostFs::new(path)
-            .with_context(|| format!("cannot serve directory {}", path.display()))?;
+            .with_context(|| format!("cannot serve directory {}", path.display()))?
+            .with_id_map(ids.clone());
         return Ok(RootFs {
             fs: Arc::new(fs),
             fstype: "hostfs",
@@ -222,6 +236,7 @@ fn config_mounts(
     config: Option<&(PathBuf, AppConfig)>,
     policy: &TrustPolicy,
     memory_size: u64,
+    ids: &IdMap,
 ) -> anyhow::Result<Vec<MountSpec>> {
     let mut sources: Vec<Option<PathBuf>> = vec![None; config.map_or(0, |c| c.1.mounts.len())];
     for m in &args.mount {
@@ -282,11 +297,12 @@ fn config_mounts(
             }
             MountType::Hostfs => {
                 let md = std::fs::metadata(&src).with_context(ctx)?;
-                if md.is_dir() {
-                    Arc::new(myst_fs::hostfs::HostFs::new(&src).with_context(ctx)?)
+                let fs = if md.is_dir() {
+                    myst_fs::hostfs::HostFs::new(&src).with_context(ctx)?
                 } else {
-                    Arc::new(myst_fs::hostfs::HostFs::single_file(&src).with_context(ctx)?)
-                }
+                    myst_fs::hostfs::HostFs::single_file(&src).with_context(ctx)?
+                };
+                Arc::new(fs.with_id_map(ids.clone()))
             }
             MountType::Ramfs => {
                 if !is_cpio(&src).with_context(ctx)? {
@@ -475,8 +491,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     envp.push(b"MYST_TARGET=linux".to_vec());
     let policy = trust_policy(&args)?;
-    let root = open_root(&args.rootfs, &policy, memory_size)?;
-    let mounts = config_mounts(&args, config.as_ref(), &policy, memory_size)?;
+    let parse_map = |opt: &Option<String>, name: &str| -> anyhow::Result<Vec<(u32, u32)>> {
+        match opt {
+            None => Ok(Vec::new()),
+            Some(s) => IdMap::parse_pairs(s).map_err(|e| anyhow::anyhow!("{name}: {e}")),
+        }
+    };
+    let ids = IdMap {
+        uids: parse_map(&args.host_to_enc_uid_map, "--host-to-enc-uid-map")?,
+        gids: parse_map(&args.host_to_enc_gid_map, "--host-to-enc-gid-map")?,
+    };
+    let root = open_root(&args.rootfs, &policy, memory_size, &ids)?;
+    let mounts = config_mounts(&args, config.as_ref(), &policy, memory_size, &ids)?;
     merge_appenv(&root, &mut envp);
     let kconfig = Config {
         root,
@@ -509,6 +535,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         exec_stack,
         mounts,
         trust: policy,
+        host_ids: ids,
     };
     Ok(myst_kernel::run(kconfig)?)
 }
