@@ -442,7 +442,15 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         ));
     }
     let (vfs, root) = build_vfs(config.root, config.memory_size);
-    for m in config.mounts {
+    // Parents before the mounts inside them, whatever the config's order.
+    let mut mounts = config.mounts;
+    mounts.sort_by_key(|m| {
+        m.target
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .count()
+    });
+    for m in mounts {
         let shown = || String::from_utf8_lossy(&m.target).into_owned();
         // Configuration mounts may replace the built-in ones (/tmp).
         vfs.mount_at(

@@ -618,6 +618,154 @@ mod tests {
         assert_eq!(code(&long), Errno::ENAMETOOLONG.code);
     }
 
+    fn chain_of(vfs: &Vfs, rc: &Chain, p: &[u8]) -> Chain {
+        match vfs.resolve(rc, rc, p, true) {
+            Ok(Resolved::Node(c, _)) => c,
+            _ => panic!("{} does not resolve", String::from_utf8_lossy(p)),
+        }
+    }
+
+    #[test]
+    fn mount_at_and_umount() {
+        let (vfs, rc) = setup();
+        let fs = || -> Arc<dyn FileSystem> {
+            let f = Arc::new(RamFs::new(0o755, 1 << 20));
+            f.create(f.root(), b"inside", &new(FileType::Regular))
+                .unwrap();
+            f
+        };
+        // A missing target only with `create`; it is not written to the parent.
+        let code = |r: FsResult<Arc<Mount>>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(vfs.mount_at(
+                &rc,
+                &rc,
+                b"/a/new",
+                fs(),
+                "ramfs",
+                "x".into(),
+                false,
+                false,
+                false
+            )),
+            Some(Errno::ENOENT.code)
+        );
+        vfs.mount_at(
+            &rc,
+            &rc,
+            b"/a/new",
+            fs(),
+            "ramfs",
+            "x".into(),
+            false,
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            path_of(&vfs, &rc, b"/a/new/inside", true).unwrap(),
+            b"/a/new/inside"
+        );
+        assert_eq!(
+            vfs.root()
+                .mnt
+                .fs
+                .lookup(vfs.root().ino, b"new")
+                .err()
+                .map(|e| e.code),
+            Some(Errno::ENOENT.code)
+        );
+        // A file is no mount point for a directory; a mounted place is busy.
+        assert_eq!(
+            code(vfs.mount_at(
+                &rc,
+                &rc,
+                b"/a/b/file",
+                fs(),
+                "ramfs",
+                "x".into(),
+                false,
+                false,
+                false
+            )),
+            Some(Errno::ENOTDIR.code)
+        );
+        assert_eq!(
+            code(vfs.mount_at(
+                &rc,
+                &rc,
+                b"/a/new",
+                fs(),
+                "ramfs",
+                "x".into(),
+                false,
+                false,
+                false
+            )),
+            Some(Errno::EBUSY.code)
+        );
+        // Through a symlink: mounted where it points.
+        vfs.mount_at(
+            &rc,
+            &rc,
+            b"/a/abs",
+            fs(),
+            "ramfs",
+            "y".into(),
+            true,
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(vfs
+            .mounts()
+            .iter()
+            .any(|m| m.target == b"/a/b" && m.read_only));
+        // Busy while a location inside is held, not once it is dropped.
+        let held = chain_of(&vfs, &rc, b"/a/new/inside");
+        let target = chain_of(&vfs, &rc, b"/a/new");
+        assert_eq!(
+            vfs.umount(&target, false).err().map(|e| e.code),
+            Some(Errno::EBUSY.code)
+        );
+        drop(held);
+        vfs.umount(&target, false).unwrap();
+        assert_eq!(
+            path_of(&vfs, &rc, b"/a/new", true).err().map(|e| e.code),
+            Some(Errno::ENOENT.code)
+        );
+        // Not a mount point / the root.
+        let a = chain_of(&vfs, &rc, b"/a");
+        assert_eq!(
+            vfs.umount(&a, false).err().map(|e| e.code),
+            Some(Errno::EINVAL.code)
+        );
+        assert_eq!(
+            vfs.umount(&rc, false).err().map(|e| e.code),
+            Some(Errno::EBUSY.code)
+        );
+        // Detach takes the mounts below along.
+        vfs.mount_at(
+            &rc,
+            &rc,
+            b"/a/m/sub",
+            fs(),
+            "ramfs",
+            "z".into(),
+            false,
+            true,
+            false,
+        )
+        .unwrap();
+        let m = chain_of(&vfs, &rc, b"/a/m");
+        assert_eq!(
+            vfs.umount(&m, false).err().map(|e| e.code),
+            Some(Errno::EBUSY.code)
+        );
+        vfs.umount(&m, true).unwrap();
+        assert!(!vfs.mounts().iter().any(|x| x.target.starts_with(b"/a/m")));
+    }
+
     #[test]
     fn parents() {
         let (vfs, rc) = setup();
