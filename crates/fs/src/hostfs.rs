@@ -95,10 +95,7 @@ pub struct HostFs {
 }
 
 fn errno(e: io::Error) -> Errno {
-    Errno {
-        code: e.raw_os_error().unwrap_or(5),
-        msg: "",
-    }
+    Errno::from(e)
 }
 
 fn rerr(e: rustix::io::Errno) -> Errno {
@@ -250,10 +247,7 @@ impl HostFs {
     }
 
     fn path(&self, ino: Ino) -> FsResult<PathBuf> {
-        lock(&self.paths)
-            .get(&ino)
-            .cloned()
-            .ok_or(Errno::ESTALE_LIKE)
+        lock(&self.paths).get(&ino).cloned().ok_or(STALE)
     }
 
     fn child(&self, dir: Ino, name: &[u8]) -> FsResult<PathBuf> {
@@ -342,13 +336,8 @@ impl HostFs {
     }
 }
 
-impl Errno {
-    /// An inode the host file system no longer knows (ESTALE).
-    pub const ESTALE_LIKE: Errno = Errno {
-        code: 116,
-        msg: "stale host inode",
-    };
-}
+/// An inode the host file system no longer knows.
+const STALE: Errno = Errno::ESTALE.with("stale host inode");
 
 impl FileSystem for HostFs {
     fn root(&self) -> Ino {

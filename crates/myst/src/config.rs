@@ -1,4 +1,4 @@
-//! Mystikos's `config.json` (FORMATS.md §8): parsed into validated types.
+//! Mystikos's `config.json` (docs/FORMATS.md §8): parsed into validated types.
 //!
 //! Rules, as Mystikos's parser has them: keys are case-sensitive, `//` and
 //! `/* */` comments are allowed, unknown keys are ignored (a key that
@@ -68,7 +68,7 @@ impl ForkMode {
 /// File system type of a `Mount` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountType {
-    /// An ext2 image (trusted by FORMATS.md §6).
+    /// An ext2 image (trusted by docs/FORMATS.md §6).
     Ext2,
     /// A host directory or file.
     Hostfs,

@@ -1,4 +1,4 @@
-//! SVR4 "newc" CPIO archives (FORMATS.md §1): a streaming [`Writer`] and two
+//! SVR4 "newc" CPIO archives (docs/FORMATS.md §1): a streaming [`Writer`] and two
 //! readers that validate every header before handing out an entry.
 //!
 //! - [`entries`] walks a byte slice and lends out names and file data without

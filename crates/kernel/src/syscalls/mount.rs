@@ -2,7 +2,7 @@
 //! configuration mounts of config.json create.
 //!
 //! Types: `ext2` (source: host path of an image, opened through the
-//! storage stack under the trust rules of FORMATS.md §6; data: NULL,
+//! storage stack under the trust rules of docs/FORMATS.md §6; data: NULL,
 //! `key=<128 hex digits>` or Mystikos's `{"key", "<hex>", NULL}` array for
 //! a LUKS image), `hostfs` (source: an absolute host path of a directory
 //! or of one regular file), `ramfs` (source: a CPIO archive in the guest's
@@ -91,7 +91,7 @@ pub struct OpenedExt2 {
     pub warning: Option<String>,
 }
 
-/// Opens the ext2 image at `path` under `policy` (FORMATS.md §6). Not
+/// Opens the ext2 image at `path` under `policy` (docs/FORMATS.md §6). Not
 /// strict and not verified by an anchor: checked against its own FSSIG
 /// root hash (that detects corruption, not a substituted image) or read
 /// raw without a trailer, with a warning. `writable`: ephemeral writes in a

@@ -205,10 +205,7 @@ pub fn openat(k: &Kernel, dirfd: u64, pathp: u64, flags: u64, mode: u64) -> SysR
             .read(true)
             .write(true)
             .open("/dev/tty")
-            .map_err(|e| Errno {
-                code: e.raw_os_error().unwrap_or(6),
-                msg: "/dev/tty",
-            })?;
+            .map_err(|e| Errno::from(e).with("/dev/tty"))?;
         use std::os::fd::AsRawFd;
         let fd = tty.as_raw_fd();
         OpenFile::new(

@@ -212,7 +212,7 @@ fn parse_roothash(f: &Path) -> anyhow::Result<[u8; 32]> {
     })
 }
 
-/// The trust anchors of the command line (FORMATS.md §6).
+/// The trust anchors of the command line (docs/FORMATS.md §6).
 fn trust_policy(args: &Args) -> anyhow::Result<TrustPolicy> {
     let mut policy = TrustPolicy::default();
     for f in &args.roothash {
