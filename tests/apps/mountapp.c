@@ -16,6 +16,7 @@
  *   C FD NAME               print the contents of NAME opened with openat(FD)
  *   R OLD NEW TARGET        a forked child renames OLD to NEW and leaves a
  *                           symlink to TARGET at OLD
+ *   k PATH                  mkdir PATH
  *   S PATH                  print PATH's owner (lstat)
  *   O PATH UID GID          lchown
  *   l                       print /proc/self/mounts lines below /mnt
@@ -227,6 +228,9 @@ int main(int argc, char **argv)
             printf("child renamed %s: %s\n", old,
                    WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "failed");
             i += 3;
+        } else if (!strcmp(o, "k") && i + 1 < argc) {
+            snprintf(op, sizeof op, "mkdir %s", argv[i + 1]);
+            result(op, mkdir(argv[++i], 0755));
         } else if (!strcmp(o, "S") && i + 1 < argc) {
             struct stat st;
             if (lstat(argv[++i], &st) < 0)

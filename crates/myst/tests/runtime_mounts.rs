@@ -912,3 +912,127 @@ fn hostfs_owner_maps() {
         stderr(&out)
     );
 }
+
+/// The same mount()/umount2() sequence on tmpfs, natively (as root, in a
+/// private mount namespace, chrooted into the same root directory) and
+/// under myst: the results must be the same.
+#[test]
+fn tmpfs_mount_semantics_match_native() {
+    let id = Command::new("id").arg("-u").output().expect("id -u");
+    if text(&id).trim() != "0" {
+        eprintln!("tmpfs_mount_semantics_match_native: needs root (mount natively); skipped");
+        return;
+    }
+    let (_dir, root, app) = mount_root();
+    let ops = strs(&[
+        "m",
+        "-",
+        "/mnt/a",
+        "tmpfs",
+        "0",
+        "-",
+        "w",
+        "/mnt/a/x",
+        "in tmpfs",
+        "c",
+        "/mnt/a/x",
+        "o",
+        "/mnt/a/x",
+        "u",
+        "/mnt/a",
+        "0",
+        "F",
+        "/mnt/a/x",
+        "x",
+        "3",
+        "u",
+        "/mnt/a",
+        "0",
+        "c",
+        "/mnt/a/x",
+        "u",
+        "/mnt/a",
+        "0",
+        "m",
+        "-",
+        "/mnt/none",
+        "tmpfs",
+        "0",
+        "-",
+        "m",
+        "-",
+        "/mnt/a",
+        "nosuchfs",
+        "0",
+        "-",
+        "m",
+        "-",
+        "/mnt/b",
+        "tmpfs",
+        "1",
+        "-",
+        "w",
+        "/mnt/b/y",
+        "no",
+        "d",
+        "/mnt/b",
+        "u",
+        "/mnt/b",
+        "0",
+        "u",
+        "/mnt/b",
+        "2",
+        "d",
+        "/",
+        "m",
+        "-",
+        "/mnt/a",
+        "tmpfs",
+        "0",
+        "-",
+        "k",
+        "/mnt/a/sub",
+        "m",
+        "-",
+        "/mnt/a/sub",
+        "tmpfs",
+        "0",
+        "-",
+        "w",
+        "/mnt/a/sub/z",
+        "deep",
+        "u",
+        "/mnt/a",
+        "0",
+        "u",
+        "/mnt/a/sub",
+        "64",
+        "u",
+        "/mnt/a",
+        "2",
+        "c",
+        "/mnt/a/sub/z",
+        "u",
+        "/mnt/a/sub",
+        "0",
+    ]);
+    let native = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "chroot"])
+        .arg(&root)
+        .arg(&app)
+        .args(&ops)
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    assert_ok(&native, "native mount sequence");
+    let mut a = vec![s(&root), app];
+    a.extend(ops);
+    let out = myst(&a);
+    assert_ok(&out, "mount sequence under myst");
+    assert!(
+        text(&native).contains("umount /mnt/a 0: EBUSY"),
+        "{}",
+        text(&native)
+    );
+    assert_eq!(text(&out), text(&native), "{}", stderr(&out));
+}
