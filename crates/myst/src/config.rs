@@ -770,6 +770,69 @@ fn parse_mount(
 }
 
 #[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+            "[0-9]{1,6}[kmgKMGx]?".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(
+                            KNOWN.iter().chain(MOUNT_KEYS).copied().collect::<Vec<_>>()
+                        ),
+                        inner
+                    ),
+                    0..4
+                )
+                .prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any bytes: an error or a config, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(t in "\\PC{0,200}") {
+            let _ = AppConfig::parse(&t, Path::new("/nonexistent/c.json"));
+        }
+
+        /// Objects of known keys with values of any type: validated, never
+        /// a panic; accepted sizes are whole pages.
+        #[test]
+        fn known_keys_with_any_values(kv in prop::collection::vec((prop::sample::select(KNOWN.to_vec()), value()), 0..8)) {
+            let obj: Map<String, Value> = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let text = Value::Object(obj).to_string();
+            if let Ok(c) = AppConfig::parse(&text, Path::new("/nonexistent/c.json")) {
+                for s in [c.memory_size, c.main_stack_size, c.thread_stack_size].into_iter().flatten() {
+                    prop_assert!(s > 0 && s % PAGE == 0);
+                }
+            }
+        }
+
+        /// Serialized JSON has no comments: stripping leaves it unchanged,
+        /// whatever its strings hold (`//`, `/*`, quotes, escapes).
+        #[test]
+        fn strings_survive_comment_stripping(v in value()) {
+            let text = v.to_string();
+            prop_assert_eq!(strip_comments(&text).unwrap(), text);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

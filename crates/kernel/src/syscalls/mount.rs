@@ -186,7 +186,7 @@ fn key_from_data(data: u64) -> Result<Option<Vec<u8>>, Errno> {
     if name != b"key" {
         return Err(Errno::EINVAL.with("unrecognised mount data"));
     }
-    let p1 = read_u64(data + 8)?;
+    let p1 = read_u64(data.checked_add(8).ok_or(Errno::EFAULT)?)?;
     match guestmem::read_cstr(p1, 256) {
         Ok(Some(h)) => Ok(Some(hex(&h)?)),
         _ => Err(Errno::EFAULT),
