@@ -1036,3 +1036,52 @@ fn tmpfs_mount_semantics_match_native() {
     );
     assert_eq!(text(&out), text(&native), "{}", stderr(&out));
 }
+
+#[test]
+fn writes_to_a_guest_ext2_mount_are_shared_with_children() {
+    let im = images();
+    let (_dir, root, app) = mount_root();
+    let out = myst(&strs(&[
+        "--pubkey",
+        &s(&im.pubkey),
+        &s(&root),
+        &app,
+        "m",
+        &s(&im.signed),
+        "/mnt/a",
+        "ext2",
+        "0",
+        "-",
+        "A",
+        "/mnt/a/sub/log.txt",
+        "4",
+        "25",
+        "c",
+        "/mnt/a/sub/log.txt",
+        "c",
+        "/mnt/a/sub/nums.txt",
+    ]));
+    assert_ok(&out, "appends of children to an ext2 mount");
+    let t = text(&out);
+    let (head, rest) = t
+        .split_once("cat /mnt/a/sub/log.txt:\n")
+        .unwrap_or_else(|| panic!("{t}"));
+    assert_eq!(
+        head,
+        "mount ext2 /mnt/a: ok\nappend /mnt/a/sub/log.txt: 0 processes failed\n"
+    );
+    let (log, nums) = rest
+        .split_once("cat /mnt/a/sub/nums.txt:\n")
+        .unwrap_or_else(|| panic!("{t}"));
+    let mut got: Vec<&str> = log.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (0..4)
+        .flat_map(|p| (0..25).map(move |l| format!("process {p} line {l}")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "every child's lines, seen by the parent");
+    assert_eq!(
+        nums,
+        std::fs::read_to_string(im.tree.join("sub/nums.txt")).expect("read")
+    );
+}
