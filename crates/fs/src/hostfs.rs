@@ -99,10 +99,7 @@ fn errno(e: io::Error) -> Errno {
 }
 
 fn rerr(e: rustix::io::Errno) -> Errno {
-    Errno {
-        code: e.raw_os_error(),
-        msg: "",
-    }
+    Errno::from_raw(e.raw_os_error())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,6 +134,16 @@ impl HostFs {
         }
         let root = root.canonicalize()?;
         HostFs::build(root.clone(), root)
+    }
+
+    /// Serves `path`: a directory as [`HostFs::new`], a regular file as
+    /// [`HostFs::single_file`].
+    pub fn open(path: &Path) -> io::Result<HostFs> {
+        if fs::metadata(path)?.is_dir() {
+            HostFs::new(path)
+        } else {
+            HostFs::single_file(path)
+        }
     }
 
     /// Serves one host regular file as a file system whose root is that

@@ -49,15 +49,7 @@ pub fn ramfs_from_cpio(archive: Arc<Vec<u8>>, budget: u64) -> Result<RamFs, Stri
     let mut list = Vec::new();
     for entry in cpio::entries(&archive) {
         let e = entry.map_err(|e| e.to_string())?;
-        let kind = match e.file_type {
-            cpio::FileType::Regular => FileType::Regular,
-            cpio::FileType::Directory => FileType::Directory,
-            cpio::FileType::Symlink => FileType::Symlink,
-            cpio::FileType::CharDevice => FileType::CharDev,
-            cpio::FileType::BlockDevice => FileType::BlockDev,
-            cpio::FileType::Fifo => FileType::Fifo,
-            cpio::FileType::Socket => FileType::Socket,
-        };
+        let kind = e.file_type;
         let m = e.meta;
         let link_key = (kind == FileType::Regular && m.nlink > 1)
             .then_some(((m.dev_major as u64) << 48) ^ ((m.dev_minor as u64) << 32) ^ m.ino as u64);
@@ -250,20 +242,9 @@ pub fn mount(k: &Kernel, src: u64, tgt: u64, fstype: u64, flags: u64, data: u64)
                 return Err(Errno::EPERM.with("hostfs cannot be verified (--strict)"));
             }
             let path = host_path(src)?;
-            let md = std::fs::metadata(&path).map_err(|e| Errno {
-                code: e.raw_os_error().unwrap_or(2),
-                msg: "hostfs source",
-            })?;
-            let fs = if md.is_dir() {
-                myst_fs::hostfs::HostFs::new(Path::new(&path))
-            } else {
-                myst_fs::hostfs::HostFs::single_file(Path::new(&path))
-            }
-            .map_err(|e| Errno {
-                code: e.raw_os_error().unwrap_or(22),
-                msg: "hostfs source",
-            })?
-            .with_id_map(k.host_ids.clone());
+            let fs = myst_fs::hostfs::HostFs::open(Path::new(&path))
+                .map_err(Errno::from)?
+                .with_id_map(k.host_ids.clone());
             (Arc::new(fs), "hostfs", path)
         }
         b"ramfs" => {

@@ -296,12 +296,7 @@ fn config_mounts(
                 m.fs
             }
             MountType::Hostfs => {
-                let md = std::fs::metadata(&src).with_context(ctx)?;
-                let fs = if md.is_dir() {
-                    myst_fs::hostfs::HostFs::new(&src).with_context(ctx)?
-                } else {
-                    myst_fs::hostfs::HostFs::single_file(&src).with_context(ctx)?
-                };
+                let fs = myst_fs::hostfs::HostFs::open(&src).with_context(ctx)?;
                 Arc::new(fs.with_id_map(ids.clone()))
             }
             MountType::Ramfs => {
