@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+pub mod config;
 
 use clap::{Parser, Subcommand};
 

@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod fd;
 pub mod mem;
+pub mod mount;
 pub mod net;
 pub mod path;
 pub mod process;

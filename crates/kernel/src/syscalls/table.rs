@@ -13,7 +13,7 @@
 //! raw arguments). Adding a syscall is one line here and one handler in the
 //! family module its name belongs to (docs/DESIGN.md, "How to add a syscall").
 
-use super::{exec, fd, mem, net, path, process, signal, time, SysResult};
+use super::{exec, fd, mem, mount, net, path, process, signal, time, SysResult};
 use crate::Kernel;
 use myst_fs::Errno;
 use myst_platform::host;
@@ -316,8 +316,8 @@ syscall_table! { |k, f, a|
     162 sync() => Ok(0);
     163 acct;
     164 settimeofday;
-    165 mount;
-    166 umount2;
+    165 mount(path, path, path, flags, ptr) => mount::mount(k, a[0], a[1], a[2], a[3], a[4]);
+    166 umount2(path, flags) => mount::umount2(k, a[0], a[1]);
     167 swapon;
     168 swapoff;
     169 reboot;

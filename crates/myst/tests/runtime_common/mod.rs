@@ -54,6 +54,8 @@ pub const APPS: &[&str] = &[
     "sockpass",
     "pgroups",
     "cancel",
+    "config",
+    "mountapp",
 ];
 
 /// The myst binary.
