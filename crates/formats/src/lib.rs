@@ -14,6 +14,7 @@ pub mod cpio;
 pub mod ext2;
 pub mod fssig;
 pub mod luks;
+pub mod oci;
 pub mod sign;
 pub mod verity;
 pub mod xts;

@@ -1,6 +1,7 @@
 //! The `myst` command: builds root file system images and runs programs from them.
 
 mod cmd;
+mod image_source;
 
 use clap::{Parser, Subcommand};
 
