@@ -25,7 +25,10 @@ fn util(name: &str) -> PathBuf {
 fn mkimage(spec: &Value, out: &Path) {
     let s = out.with_extension("spec.json");
     fs::write(&s, serde_json::to_vec(spec).unwrap()).unwrap();
-    ok(Command::new("python3").arg(util("mkimage.py")).arg(&s).arg(out));
+    ok(Command::new("python3")
+        .arg(util("mkimage.py"))
+        .arg(&s)
+        .arg(out));
 }
 
 fn with_format(spec: &Value, fmt: &str) -> Value {
@@ -92,9 +95,7 @@ fn assert_same(what: &str, got: &Manifest, want: &Manifest) {
     for (p, e) in &want.entries {
         match got.entries.get(p) {
             None => diff += &format!("missing {}: {e:?}\n", p.display()),
-            Some(g) if g != e => {
-                diff += &format!("{}:\n  got  {g:?}\n  want {e:?}\n", p.display())
-            }
+            Some(g) if g != e => diff += &format!("{}:\n  got  {g:?}\n  want {e:?}\n", p.display()),
             _ => {}
         }
     }
@@ -262,7 +263,11 @@ fn config_json_from_the_image_config() {
     assert_eq!(c["ApplicationParameters"], json!(["-c", "echo hi"]));
     assert_eq!(
         c["EnvironmentVariables"],
-        json!(["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/root"])
+        json!([
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "LANG=C.UTF-8",
+            "HOME=/root"
+        ])
     );
     assert_eq!(c["CurrentWorkingDirectory"], "/srv");
     assert_eq!(c["HostApplicationParameters"], false);
@@ -301,7 +306,10 @@ fn same_image_same_bytes() {
     };
     let a = build(format!("oci:{}", layout.display()), &w.join("a.img"));
     let b = build(format!("oci:{}", layout.display()), &w.join("b.img"));
-    let c = build(format!("oci-archive:{}", w.join("oci.tar").display()), &w.join("c.img"));
+    let c = build(
+        format!("oci-archive:{}", w.join("oci.tar").display()),
+        &w.join("c.img"),
+    );
     assert!(a == b, "two builds of one layout differ");
     assert!(a == c, "the layout and the same layout in a tar differ");
     let cp = |src: String, out: &Path| {
@@ -313,7 +321,10 @@ fn same_image_same_bytes() {
     };
     assert!(
         cp(format!("oci:{}", layout.display()), &w.join("a.cpio"))
-            == cp(format!("oci-archive:{}", w.join("oci.tar").display()), &w.join("b.cpio"))
+            == cp(
+                format!("oci-archive:{}", w.join("oci.tar").display()),
+                &w.join("b.cpio")
+            )
     );
     // Times are clamped.
     let x = w.join("x");
@@ -334,11 +345,19 @@ fn mkext2_fails(src: &str, w: &Path, name: &str) -> String {
     let img = w.join(format!("{name}.img"));
     let o = myst().args(["mkext2", src]).arg(&img).output().unwrap();
     let err = fails(&o);
-    assert!(!img.exists(), "{name}: a failed build left {}", img.display());
+    assert!(
+        !img.exists(),
+        "{name}: a failed build left {}",
+        img.display()
+    );
     let cpio = w.join(format!("{name}.cpio"));
     let o = myst().args(["mkcpio", src]).arg(&cpio).output().unwrap();
     let err2 = fails(&o);
-    assert!(!cpio.exists(), "{name}: a failed mkcpio left {}", cpio.display());
+    assert!(
+        !cpio.exists(),
+        "{name}: a failed mkcpio left {}",
+        cpio.display()
+    );
     assert_eq!(err, err2, "{name}: mkext2 and mkcpio say the same");
     // No temporary files left behind either.
     for e in fs::read_dir(w).unwrap() {
@@ -352,10 +371,9 @@ fn blob_path(layout: &Path, n: usize) -> PathBuf {
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let d = index["manifests"][0]["digest"].as_str().unwrap();
-    let m: Value = serde_json::from_slice(
-        &fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap(),
-    )
-    .unwrap();
+    let m: Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap())
+            .unwrap();
     let d = m["layers"][n]["digest"].as_str().unwrap();
     layout.join("blobs/sha256").join(&d[7..])
 }
@@ -398,9 +416,16 @@ fn bad_images_fail_clearly_and_write_nothing() {
             "'..'",
         ),
     ] {
-        let l = build_bad(w, name, json!([{"compression": "gzip", "entries": entries}]));
+        let l = build_bad(
+            w,
+            name,
+            json!([{"compression": "gzip", "entries": entries}]),
+        );
         let err = mkext2_fails(&format!("oci:{}", l.display()), w, name);
-        assert!(err.contains("layer 1 (sha256:") && err.contains(what), "{name}: {err}");
+        assert!(
+            err.contains("layer 1 (sha256:") && err.contains(what),
+            "{name}: {err}"
+        );
     }
     // Through a symbolic link, in the same layer or from a lower one.
     let l = build_bad(
@@ -469,8 +494,10 @@ fn bad_images_fail_clearly_and_write_nothing() {
 /// Turns layer 0 of a layout into a gzip layer by media type (its digest
 /// stays right: only the manifest changes), rewriting manifest and index.
 fn relabel_gzip(layout: &Path) {
-    ok(Command::new("python3").arg("-c").arg(
-        r#"
+    ok(Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
 import hashlib, json, os, sys
 L = sys.argv[1]
 B = os.path.join(L, "blobs", "sha256")
@@ -485,7 +512,8 @@ idx["manifests"][0]["digest"] = "sha256:" + h
 idx["manifests"][0]["size"] = len(mb)
 json.dump(idx, open(os.path.join(L, "index.json"), "w"))
 "#,
-    ).arg(layout));
+        )
+        .arg(layout));
 }
 
 mod base64_lite {
@@ -534,11 +562,19 @@ fn umoci_images_match_umoci_unpack() {
     fs::write(r1.join("opt/keep/k"), "k").unwrap();
     fs::write(r1.join("var/lib/x/y"), bytes(7, 300_000)).unwrap();
     ok(Command::new("mkfifo").arg(r1.join("var/fifo")));
-    ok(Command::new("mknod").arg(r1.join("var/null")).args(["c", "1", "3"]));
-    ok(Command::new("chown").args(["1234:5678"]).arg(r1.join("etc/b")));
+    ok(Command::new("mknod")
+        .arg(r1.join("var/null"))
+        .args(["c", "1", "3"]));
+    ok(Command::new("chown")
+        .args(["1234:5678"])
+        .arg(r1.join("etc/b")));
     ok(Command::new("chmod").args(["4711"]).arg(r1.join("etc/b")));
-    ok(Command::new("touch").args(["-h", "-d", "@1400000000"]).arg(r1.join("bin/sl")));
-    ok(Command::new("touch").args(["-d", "@1300000000"]).arg(r1.join("etc/a")));
+    ok(Command::new("touch")
+        .args(["-h", "-d", "@1400000000"])
+        .arg(r1.join("bin/sl")));
+    ok(Command::new("touch")
+        .args(["-d", "@1300000000"])
+        .arg(r1.join("etc/a")));
     umoci(&["insert", "--image", &img, r1.to_str().unwrap(), "/"]);
     let r2 = w.join("r2");
     fs::create_dir_all(r2.join("etc")).unwrap();
@@ -549,7 +585,14 @@ fn umoci_images_match_umoci_unpack() {
     let r3 = w.join("r3");
     fs::create_dir_all(&r3).unwrap();
     fs::write(r3.join("only"), "only this\n").unwrap();
-    umoci(&["insert", "--image", &img, "--opaque", r3.to_str().unwrap(), "/opt"]);
+    umoci(&[
+        "insert",
+        "--image",
+        &img,
+        "--opaque",
+        r3.to_str().unwrap(),
+        "/opt",
+    ]);
 
     let bundle = w.join("bundle");
     umoci(&["unpack", "--image", &img, bundle.to_str().unwrap()]);
@@ -584,7 +627,10 @@ fn umoci_images_match_umoci_unpack() {
 #[test]
 fn busybox_image_runs() {
     let bb = Path::new("/bin/busybox");
-    assert!(bb.exists(), "busybox-static is needed (scripts/test.sh installs it)");
+    assert!(
+        bb.exists(),
+        "busybox-static is needed (scripts/test.sh installs it)"
+    );
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let root = w.join("root");
@@ -638,7 +684,11 @@ fn busybox_image_runs() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(native.status.success(), "chroot: {}", String::from_utf8_lossy(&native.stderr));
+    assert!(
+        native.status.success(),
+        "chroot: {}",
+        String::from_utf8_lossy(&native.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&native.stdout)

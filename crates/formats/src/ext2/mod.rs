@@ -22,7 +22,8 @@ pub mod structs;
 pub mod tree;
 
 pub use builder::{
-    build, build_streamed, max_file_size, Image, Options, Payload, Progress, StreamSource, Transform,
+    build, build_streamed, max_file_size, Image, Options, Payload, Progress, StreamSource,
+    Transform,
 };
 pub use layout::Geometry;
 pub use tree::{FileData, Meta, Node, NodeId, NodeKind, Tree};

@@ -59,7 +59,9 @@ impl Blob {
         let mut r = self.reader();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = r.read(&mut buf).map_err(|e| OciError::blob(&self.name, e))?;
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| OciError::blob(&self.name, e))?;
             if n == 0 {
                 break;
             }
@@ -112,14 +114,20 @@ pub fn hex(b: &[u8]) -> String {
 /// Checks that a digest is `sha256:` and 64 lower-case hex digits.
 pub fn check_digest(d: &str) -> Result<&str, OciError> {
     let Some((alg, h)) = d.split_once(':') else {
-        return Err(OciError::Invalid(format!("{d:?} is not a digest (ALGORITHM:HEX)")));
+        return Err(OciError::Invalid(format!(
+            "{d:?} is not a digest (ALGORITHM:HEX)"
+        )));
     };
     if alg != "sha256" {
         return Err(OciError::Invalid(format!(
             "digest {d:?}: only sha256 digests are supported"
         )));
     }
-    if h.len() != 64 || !h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if h.len() != 64
+        || !h
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return Err(OciError::Invalid(format!(
             "digest {d:?}: expected 64 lower-case hex digits"
         )));
@@ -196,7 +204,10 @@ fn open_file(path: &Path) -> Result<File, OciError> {
     let f = File::from(fd);
     let md = f.metadata().map_err(|e| OciError::io(path, e))?;
     if !md.is_file() {
-        return Err(OciError::Invalid(format!("{}: not a regular file", path.display())));
+        return Err(OciError::Invalid(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
     }
     Ok(f)
 }
@@ -245,7 +256,11 @@ impl Store {
                 members.insert(key, (e.raw_file_position(), e.size()));
             } else if et.is_hard_link() || et.is_symlink() {
                 if let Some(t) = e.link_name_bytes() {
-                    links.push((key, String::from_utf8_lossy(&t).into_owned(), et.is_symlink()));
+                    links.push((
+                        key,
+                        String::from_utf8_lossy(&t).into_owned(),
+                        et.is_symlink(),
+                    ));
                 }
             } else if et.is_gnu_sparse() {
                 return Err(OciError::Invalid(format!(
@@ -302,7 +317,9 @@ impl Store {
     /// A file by its path relative to the source's root.
     pub fn file(&self, rel: &str) -> Result<Blob, OciError> {
         let comps = rel_components(rel).ok_or_else(|| {
-            OciError::Invalid(format!("{rel:?} is not a relative path inside the image source"))
+            OciError::Invalid(format!(
+                "{rel:?} is not a relative path inside the image source"
+            ))
         })?;
         let key = comps.join("/");
         match self {
@@ -344,10 +361,12 @@ impl Store {
     /// its digest in errors.
     pub fn blob(&self, digest: &str) -> Result<Blob, OciError> {
         let hex = check_digest(digest)?;
-        let mut b = self.file(&format!("blobs/sha256/{hex}")).map_err(|e| match e {
-            OciError::Missing(m) => OciError::Missing(format!("blob {digest}: {m}")),
-            e => e,
-        })?;
+        let mut b = self
+            .file(&format!("blobs/sha256/{hex}"))
+            .map_err(|e| match e {
+                OciError::Missing(m) => OciError::Missing(format!("blob {digest}: {m}")),
+                e => e,
+            })?;
         b.name = digest.to_string();
         Ok(b)
     }

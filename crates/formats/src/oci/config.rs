@@ -78,7 +78,10 @@ pub fn app_config(run: &RunConfig, tree: &Merged) -> Result<AppConfig, OciError>
     };
     let mut warnings = Vec::new();
     let user = run.user.as_deref().unwrap_or("");
-    let root = matches!(user, "" | "0" | "root" | "0:0" | "root:root" | "root:0" | "0:root");
+    let root = matches!(
+        user,
+        "" | "0" | "root" | "0:0" | "root:root" | "root:0" | "0:root"
+    );
     if !root {
         warnings.push(format!(
             "the image runs as User {user:?}; config.json has no user setting, so the program runs as myst's own user"

@@ -209,23 +209,23 @@ impl Merged {
             eof_at: None,
             zeros_left: 0,
         };
-        let mut ar = tar::Archive::new(&mut padded);
-        let entries = ar
-            .entries()
-            .map_err(|e| format!("not a tar archive: {e}"))?;
-        // Where the last header or data seen ends.
         let mut end = 0u64;
         let mut last = Vec::new();
-        for e in entries {
-            let mut e = e.map_err(|e| format!("truncated or corrupt tar: {e}"))?;
-            let data_end = e.raw_file_position().saturating_add(e.size());
-            if data_end >= end {
-                end = data_end;
-                last = e.path_bytes().into_owned();
+        {
+            let mut ar = tar::Archive::new(&mut padded);
+            let entries = ar
+                .entries()
+                .map_err(|e| format!("not a tar archive: {e}"))?;
+            for e in entries {
+                let mut e = e.map_err(|e| format!("truncated or corrupt tar: {e}"))?;
+                let data_end = e.raw_file_position().saturating_add(e.size());
+                if data_end >= end {
+                    end = data_end;
+                    last = e.path_bytes().into_owned();
+                }
+                self.apply_entry(&mut e, layer)?;
             }
-            self.apply_entry(&mut e, layer)?;
         }
-        drop(ar);
         if let Some(eof) = padded.eof_at {
             if end > eof {
                 return Err(format!(
@@ -322,10 +322,15 @@ impl Merged {
             }
             T::Char | T::Block => {
                 let dev = |v: io::Result<Option<u32>>| -> Result<u32, String> {
-                    Ok(v.map_err(|err| format!("{}: bad device number: {err}", here()))?
-                        .unwrap_or(0))
+                    Ok(
+                        v.map_err(|err| format!("{}: bad device number: {err}", here()))?
+                            .unwrap_or(0),
+                    )
                 };
-                let (ma, mi) = (dev(e.header().device_major())?, dev(e.header().device_minor())?);
+                let (ma, mi) = (
+                    dev(e.header().device_major())?,
+                    dev(e.header().device_minor())?,
+                );
                 if et == T::Char {
                     MKind::CharDev(ma, mi)
                 } else {
@@ -338,11 +343,15 @@ impl Merged {
                     .link_name_bytes()
                     .ok_or_else(|| format!("{}: hard link without a target", here()))?
                     .into_owned();
-                let target = self.lookup_plain(&t).map_err(|m| {
-                    format!("{}: hard link to {}: {m}", here(), show(&t))
-                })?;
+                let target = self
+                    .lookup_plain(&t)
+                    .map_err(|m| format!("{}: hard link to {}: {m}", here(), show(&t)))?;
                 if matches!(self.nodes[target].kind, MKind::Dir(_)) {
-                    return Err(format!("{}: hard link to the directory {}", here(), show(&t)));
+                    return Err(format!(
+                        "{}: hard link to the directory {}",
+                        here(),
+                        show(&t)
+                    ));
                 }
                 if let MKind::Dir(children) = &mut self.nodes[parent].kind {
                     children.insert(name, (target, layer));
@@ -495,7 +504,10 @@ impl Merged {
     /// Visits the reachable tree depth first, parents before children,
     /// children sorted by name bytes: `f(path, node id)` with paths like
     /// `.`, `bin`, `bin/sh`.
-    pub fn walk<E>(&self, f: &mut dyn FnMut(&[u8], usize) -> Result<(), E>) -> Result<(), E> {
+    pub fn walk<E, F>(&self, mut f: F) -> Result<(), E>
+    where
+        F: FnMut(&[u8], usize) -> Result<(), E>,
+    {
         let mut stack: Vec<(Vec<u8>, usize)> = vec![(b".".to_vec(), 0)];
         while let Some((path, id)) = stack.pop() {
             f(&path, id)?;
@@ -570,7 +582,7 @@ impl Merged {
     pub fn count(&self) -> (u64, u64) {
         let mut seen = vec![false; self.nodes.len()];
         let mut files = (0u64, 0u64);
-        let _ = self.walk::<()>(&mut |_, id| {
+        let _ = self.walk::<(), _>(|_, id| {
             if let MKind::File { size, .. } = self.nodes[id].kind {
                 if !seen[id] {
                     seen[id] = true;

@@ -390,7 +390,11 @@ impl Image {
             if blob.len() != d.size {
                 return Err(OciError::Digest {
                     blob: d.digest.clone(),
-                    msg: format!("its descriptor says {} bytes, the blob has {}", d.size, blob.len()),
+                    msg: format!(
+                        "its descriptor says {} bytes, the blob has {}",
+                        d.size,
+                        blob.len()
+                    ),
                 });
             }
             check_digest(&diff)?;
@@ -601,7 +605,8 @@ fn select_docker<'a>(es: &'a [DockerEntry], r: &ImageRef) -> Result<&'a DockerEn
                         .unwrap_or_default()
                         .iter()
                         .any(|t| norm(t) == w)
-                        || e.config.contains(want.strip_prefix("sha256:").unwrap_or("\0"))
+                        || e.config
+                            .contains(want.strip_prefix("sha256:").unwrap_or("\0"))
                 })
                 .collect();
             match hits.as_slice() {

@@ -10,12 +10,11 @@ pub fn decoded(layer: &Layer) -> Result<Box<dyn Read>, OciError> {
     Ok(match layer.compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-        Compression::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(raw).map_err(|e| OciError::Invalid(format!(
-                "layer {}: not a zstd stream: {e}",
-                layer.blob.name
-            )))?,
-        ),
+        Compression::Zstd => {
+            Box::new(ruzstd::decoding::StreamingDecoder::new(raw).map_err(|e| {
+                OciError::Invalid(format!("layer {}: not a zstd stream: {e}", layer.blob.name))
+            })?)
+        }
     })
 }
 
@@ -84,9 +83,7 @@ impl StreamSource for LayerStreams<'_> {
         }
         while c.pos < off {
             let n = (off - c.pos).min(self.scratch.len() as u64) as usize;
-            c.reader
-                .read_exact(&mut self.scratch[..n])
-                .map_err(ctx)?;
+            c.reader.read_exact(&mut self.scratch[..n]).map_err(ctx)?;
             c.pos += n as u64;
         }
         c.reader.read_exact(buf).map_err(ctx)?;

@@ -67,8 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             if args.config_out.is_some() {
                 bail!("--config-out needs a container image SOURCE (oci:, oci-archive: or docker-archive:)");
             }
-            let md =
-                fs::metadata(&args.dir).with_context(|| format!("{}", args.dir.display()))?;
+            let md = fs::metadata(&args.dir).with_context(|| format!("{}", args.dir.display()))?;
             if !md.is_dir() {
                 bail!("{}: not a directory", args.dir.display());
             }
@@ -210,7 +209,7 @@ impl Packer<'_> {
         let mut streams = LayerStreams::new(&o.image.layers);
         let m = &o.merged;
         let src = &o.image.source;
-        m.walk(&mut |rel, id| -> anyhow::Result<()> {
+        m.walk(|rel, id| -> anyhow::Result<()> {
             let node = &m.nodes[id];
             if rel.len() > MYSTIKOS_MAX_NAME {
                 bail!(
