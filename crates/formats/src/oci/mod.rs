@@ -19,6 +19,8 @@ mod blob;
 mod config;
 mod merge;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 pub use blob::{check_digest, Blob, Store};
 pub use config::{app_config, AppConfig};
