@@ -9,7 +9,9 @@ spec = {"format": ..., "ref": "name", "config": {...},
                     "entries": [{"path", "type": file|dir|symlink|link|fifo|chr|blk,
                                  "data", "link", "mode", "uid", "gid", "mtime",
                                  "major", "minor"}]}]}
-Used by image_oci.rs; independent of myst's code."""
+A layer may instead name a tar file made by the caller ("tar_file", for
+the "oci" format only), compressed here with the gzip or zstd command.
+Used by image_oci*.rs; independent of myst's code."""
 import base64, gzip, hashlib, io, json, os, subprocess, sys, tarfile
 
 spec = json.load(open(sys.argv[1]))
@@ -52,19 +54,46 @@ def compress(raw, how):
 def sha(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
-files = {}  # path in the layout -> bytes
+files = {}  # path in the layout -> bytes (or a FileBlob)
 def blob(b):
-    d = sha(b)
+    d = b.digest if isinstance(b, FileBlob) else sha(b)
     files["blobs/sha256/" + d[7:]] = b
     return d
+def size(b):
+    return b.size if isinstance(b, FileBlob) else len(b)
+
+def sha_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+class FileBlob:
+    """A large layer kept on disk ("tar_file": a tar made by the caller)."""
+    def __init__(self, path):
+        self.path = path
+        self.digest = sha_file(path)
+        self.size = os.path.getsize(path)
 
 layers = []
+diff_ids = []
 for l in spec["layers"]:
-    raw = layer_tar(l)
     c = l.get("compression", "gzip")
-    layers.append((raw, compress(raw, c), c))
+    if "tar_file" in l:
+        diff_ids.append(sha_file(l["tar_file"]))
+        z = l["tar_file"] + "." + c
+        with open(z, "wb") as o:
+            cmd = {"gzip": ["gzip", "-1", "-n", "-c"], "zstd": ["zstd", "-q", "-c"], "none": ["cat"]}[c]
+            subprocess.run(cmd + [l["tar_file"]], stdout=o, check=True)
+        layers.append((None, FileBlob(z), c))
+        continue
+    raw = layer_tar(l)
+    diff_ids.append(sha(raw))
+    z = compress(raw, c)
+    layers.append((raw, z, c))
 config = {"architecture": "amd64", "os": "linux", "config": spec.get("config", {}),
-          "rootfs": {"type": "layers", "diff_ids": [sha(r) for r, _, _ in layers]}}
+          "rootfs": {"type": "layers", "diff_ids": diff_ids}}
 config_bytes = json.dumps(config).encode()
 if fmt in ("oci", "oci-archive"):
     mt = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -73,7 +102,7 @@ if fmt in ("oci", "oci-archive"):
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                            "digest": blob(config_bytes), "size": len(config_bytes)},
-                "layers": [{"mediaType": mt[c], "digest": blob(z), "size": len(z)}
+                "layers": [{"mediaType": mt[c], "digest": blob(z), "size": size(z)}
                            for _, z, c in layers]}
     mb = json.dumps(manifest).encode()
     files["oci-layout"] = b'{"imageLayoutVersion": "1.0.0"}'
@@ -94,7 +123,10 @@ else:
 if fmt == "oci":
     for p, b in files.items():
         os.makedirs(os.path.dirname(os.path.join(out, p)) or out, exist_ok=True)
-        open(os.path.join(out, p), "wb").write(b)
+        if isinstance(b, FileBlob):
+            os.replace(b.path, os.path.join(out, p))
+        else:
+            open(os.path.join(out, p), "wb").write(b)
 else:
     with tarfile.open(out, "w") as t:
         for p, b in sorted(files.items()):
