@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const char *name(int e)
@@ -68,6 +69,9 @@ int main(int argc, char **argv)
     T("lseek negative", ({ int fd = open("e/file", O_RDONLY); long r = lseek(fd, -5, SEEK_SET); close(fd); r; }));
     T("write on O_RDONLY", ({ int fd = open("e/file", O_RDONLY); long r = write(fd, "x", 1); close(fd); r; }));
     T("lseek pipe", ({ int p[2]; pipe(p); long r = lseek(p[0], 0, SEEK_SET); close(p[0]); close(p[1]); r; }));
+    T("getcpu", ({ unsigned c = ~0u, n = ~0u; long r = syscall(SYS_getcpu, &c, &n, NULL); r == 0 && c < (unsigned)sysconf(_SC_NPROCESSORS_CONF) && n != ~0u ? 0 : -1; }));
+    T("getcpu NULL pointers", syscall(SYS_getcpu, NULL, NULL, NULL));
+    T("getcpu bad pointer", syscall(SYS_getcpu, (void *)8, NULL, NULL));
     unlink("e/dir/inner"); rmdir("e/dir"); unlink("e/file"); unlink("e/loop1"); unlink("e/loop2"); rmdir("e");
     T("cleaned up", access("e", F_OK) == 0 ? 0 : -1);
     return 0;

@@ -42,14 +42,14 @@ pub enum CryptOpenError {
 
 impl CryptOpenError {
     /// The errno: EKEYREJECTED for a wrong key, EINVAL for a bad header, EIO for I/O.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::Errno {
         match self {
             CryptOpenError::Io(e) => e.errno(),
             CryptOpenError::Luks {
                 source: LuksError::WrongKey,
                 ..
-            } => 129,
-            _ => 22,
+            } => crate::Errno::EKEYREJECTED,
+            _ => crate::Errno::EINVAL,
         }
     }
 
@@ -198,13 +198,16 @@ mod tests {
         assert!(one.iter().all(|&x| x == 9));
         assert_ne!(dev.to_vec()[w.header.len() + 5 * 4096..][..16], [9u8; 16]);
         let err = CryptDevice::open(dev.clone(), "t", &key(2), None).unwrap_err();
-        assert!(err.is_wrong_key() && err.errno() == 129, "{err}");
+        assert!(
+            err.is_wrong_key() && err.errno() == crate::Errno::EKEYREJECTED,
+            "{err}"
+        );
         let plain_dev = Arc::new(MemDevice::from_vec(4096, plain));
         assert_eq!(
             CryptDevice::open(plain_dev, "t", &k, None)
                 .unwrap_err()
                 .errno(),
-            22
+            crate::Errno::EINVAL
         );
     }
 }

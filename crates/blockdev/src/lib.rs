@@ -11,7 +11,7 @@
 //! - [`overlay::Overlay`]: copy-on-write ephemeral writes kept in a
 //!   [`overlay::BlockStore`], never sent to the host.
 //!
-//! [`trust::open_image`] applies the trust rules of FORMATS.md §6 and builds
+//! [`trust::open_image`] applies the trust rules of docs/FORMATS.md §6 and builds
 //! the right stack for an image path. [`mem::MemDevice`] is an in-memory
 //! device for tests and RAM disks.
 #![forbid(unsafe_code)]
@@ -25,6 +25,7 @@ pub mod shared;
 pub mod trust;
 pub mod verity;
 
+pub use myst_platform::errno::Errno;
 use std::sync::Arc;
 
 /// Largest block size a device may have (ext2 allows 64 KiB blocks).
@@ -93,12 +94,13 @@ pub enum BlockError {
 
 impl BlockError {
     /// The Linux errno this error turns into.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         match self {
-            BlockError::ReadOnly => 30,         // EROFS
-            BlockError::NoSpace { .. } => 28,   // ENOSPC
-            BlockError::BadBuffer { .. } => 22, // EINVAL
-            _ => 5,                             // EIO
+            BlockError::ReadOnly => Errno::EROFS.with("device is read-only"),
+            BlockError::NoSpace { .. } => Errno::ENOSPC.with("ephemeral write budget exhausted"),
+            BlockError::BadBuffer { .. } => Errno::EINVAL.with("bad block request"),
+            BlockError::Integrity { .. } => Errno::EIO.with("integrity check failed"),
+            _ => Errno::EIO.with("block device I/O error"),
         }
     }
 
@@ -224,5 +226,17 @@ pub(crate) fn log(msg: &str) {
     match LOGGER.get() {
         Some(f) => f(msg),
         None => eprintln!("myst: {msg}"),
+    }
+}
+
+impl From<&BlockError> for Errno {
+    fn from(e: &BlockError) -> Errno {
+        e.errno()
+    }
+}
+
+impl From<BlockError> for Errno {
+    fn from(e: BlockError) -> Errno {
+        e.errno()
     }
 }

@@ -204,7 +204,7 @@ mod tests {
         ov.write_block(5, &[0xbb; 512]).unwrap();
         ov.write_block(3, &[0xcc; 512]).unwrap();
         let err = ov.write_block(6, &[0xdd; 512]).unwrap_err();
-        assert_eq!(err.errno(), 28);
+        assert_eq!(err.errno(), crate::Errno::ENOSPC);
         let mut all = vec![0u8; 8 * 512];
         ov.read_blocks(0, &mut all).unwrap();
         for b in 0..8 {

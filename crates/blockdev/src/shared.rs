@@ -1,6 +1,6 @@
 //! [`SharedStore`]: an overlay [`BlockStore`] in shared memory (a memfd
 //! mapped `MAP_SHARED`), so a guest parent and the children it forks write
-//! to one ephemeral file system (DESIGN.md "Processes").
+//! to one ephemeral file system (docs/DESIGN.md "Processes").
 //!
 //! Layout of the region: a 64-byte header (lock word, generation, slots
 //! used), an open-addressing table of `(block + 1, slot + 1)` pairs of
@@ -259,7 +259,10 @@ mod tests {
         s.put(1 << 40, &[2; 512]).unwrap();
         s.put(7, &[3; 512]).unwrap();
         s.put(9, &[4; 512]).unwrap();
-        assert_eq!(s.put(10, &[5; 512]).unwrap_err().errno(), 28);
+        assert_eq!(
+            s.put(10, &[5; 512]).unwrap_err().errno(),
+            crate::Errno::ENOSPC
+        );
         assert!(s.generation().unwrap() >= g0 + 4);
         let mut b = [0u8; 512];
         assert!(s.get(7, &mut b).unwrap());

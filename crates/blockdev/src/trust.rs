@@ -1,4 +1,4 @@
-//! The trust rules of FORMATS.md §6 and the stack they choose:
+//! The trust rules of docs/FORMATS.md §6 and the stack they choose:
 //!
 //! 1. no FSSIG trailer -> unverified;
 //! 2. a signed trailer whose signer (SHA-256 of the RSA modulus) matches a
@@ -88,7 +88,7 @@ impl Verification {
     }
 }
 
-/// Applies rules 1-3 of FORMATS.md §6 to a (possibly absent) trailer.
+/// Applies rules 1-3 of docs/FORMATS.md §6 to a (possibly absent) trailer.
 pub fn evaluate(fssig: Option<&Fssig>, policy: &TrustPolicy) -> Verification {
     let Some(sig) = fssig else {
         return Verification::Unverified("the image has no FSSIG trailer");
@@ -202,17 +202,17 @@ pub enum OpenError {
 
 impl OpenError {
     /// The errno this error turns into (EPERM for an untrusted image in strict mode).
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::Errno {
         match self {
             OpenError::Io(e) => e.errno(),
             OpenError::Verity(e) => e.errno(),
-            OpenError::Untrusted { .. } => 1,
-            OpenError::NeedsKey { .. } => 126, // ENOKEY
+            OpenError::Untrusted { .. } => crate::Errno::EPERM,
+            OpenError::NeedsKey { .. } => crate::Errno::ENOKEY,
             OpenError::Crypt {
                 wrong_key: true, ..
-            } => 129, // EKEYREJECTED
-            OpenError::Crypt { .. } => 22,
-            OpenError::Fssig { .. } => 22,
+            } => crate::Errno::EKEYREJECTED,
+            OpenError::Crypt { .. } => crate::Errno::EINVAL,
+            OpenError::Fssig { .. } => crate::Errno::EINVAL,
         }
     }
 }

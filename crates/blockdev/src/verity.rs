@@ -60,11 +60,11 @@ pub enum VerityOpenError {
 
 impl VerityOpenError {
     /// The errno this error turns into.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::Errno {
         match self {
             VerityOpenError::Io(e) => e.errno(),
-            VerityOpenError::RootMismatch { .. } => 5,
-            _ => 22,
+            VerityOpenError::RootMismatch { .. } => crate::Errno::EIO,
+            _ => crate::Errno::EINVAL,
         }
     }
 }
@@ -104,7 +104,7 @@ impl std::fmt::Debug for VerityDevice {
 impl VerityDevice {
     /// Opens the verity area at byte `hash_offset` of `lower` (4096-byte
     /// blocks), trusting only `root_hash`. Validates the superblock
-    /// (FORMATS.md §3) and verifies the top hash block against the root.
+    /// (docs/FORMATS.md §3) and verifies the top hash block against the root.
     pub fn open(
         lower: Arc<dyn BlockDevice>,
         name: &str,

@@ -7,7 +7,7 @@ use myst_blockdev::trust::{
     evaluate, open_image, OpenError, StackConfig, TrustPolicy, TrustedKey, Verification,
 };
 use myst_blockdev::verity::{VerityDevice, VerityOpenError};
-use myst_blockdev::BlockDevice;
+use myst_blockdev::{BlockDevice, Errno};
 use myst_formats::fssig::Fssig;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::FileExt;
@@ -153,7 +153,7 @@ fn tampered_data_and_hash_blocks_fail_with_eio_only_where_tampered() {
     let v = open();
     let mut b = vec![0u8; 4096];
     let e = v.read_block(77, &mut b).unwrap_err();
-    assert!(e.is_integrity() && e.errno() == 5, "{e}");
+    assert!(e.is_integrity() && e.errno() == Errno::EIO, "{e}");
     assert!(e.to_string().contains("data block 77"), "{e}");
     v.read_block(76, &mut b).unwrap();
     v.read_block(78, &mut b).unwrap();
@@ -300,7 +300,7 @@ fn trust_rules_of_formats_section_6() {
     );
     let err = open_image(&unsigned, &wrong, &cfg).err().unwrap();
     assert!(
-        matches!(err, OpenError::Untrusted { .. }) && err.errno() == 1,
+        matches!(err, OpenError::Untrusted { .. }) && err.errno() == Errno::EPERM,
         "{err}"
     );
     let err = open_image(
@@ -318,7 +318,10 @@ fn trust_rules_of_formats_section_6() {
     flip(&signed, 10 * 4096);
     let img = open_image(&signed, &by_key, &cfg).unwrap();
     let mut b = vec![0u8; 4096];
-    assert_eq!(img.device.read_block(10, &mut b).unwrap_err().errno(), 5);
+    assert_eq!(
+        img.device.read_block(10, &mut b).unwrap_err().errno(),
+        Errno::EIO
+    );
     img.device.read_block(11, &mut b).unwrap();
 }
 
@@ -353,7 +356,7 @@ fn overlay_on_verified_image_keeps_writes_in_memory() {
     img.device.write_block(6, &[1; 4096]).unwrap();
     assert_eq!(
         img.device.write_block(7, &[1; 4096]).unwrap_err().errno(),
-        28
+        Errno::ENOSPC
     );
     assert_eq!(
         std::fs::read(&p).unwrap(),

@@ -1,6 +1,6 @@
 //! LUKS1 containers with `aes-xts-plain64` and SHA-256, as `cryptsetup
 //! luksFormat --type luks1` writes them and as Mystikos's encrypted ext2
-//! images use them (FORMATS.md §5).
+//! images use them (docs/FORMATS.md §5).
 //!
 //! # Layout
 //!

@@ -36,10 +36,7 @@ pub struct HostFs {
 }
 
 fn errno(e: io::Error) -> Errno {
-    Errno {
-        code: e.raw_os_error().unwrap_or(5),
-        msg: "",
-    }
+    Errno::from(e)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,10 +89,7 @@ impl HostFs {
     }
 
     fn path(&self, ino: Ino) -> FsResult<PathBuf> {
-        lock(&self.paths)
-            .get(&ino)
-            .cloned()
-            .ok_or(Errno::ESTALE_LIKE)
+        lock(&self.paths).get(&ino).cloned().ok_or(STALE)
     }
 
     fn child(&self, dir: Ino, name: &[u8]) -> FsResult<PathBuf> {
@@ -172,10 +166,7 @@ impl HostFs {
                 | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(|e| Errno {
-            code: e.raw_os_error(),
-            msg: "",
-        })?;
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
         let fd = Arc::new(fd);
         let mut dirs = lock(&self.dirs);
         if dirs.len() >= MAX_OPEN {
@@ -216,13 +207,8 @@ impl HostFs {
     }
 }
 
-impl Errno {
-    /// An inode the host file system no longer knows (ESTALE).
-    pub const ESTALE_LIKE: Errno = Errno {
-        code: 116,
-        msg: "stale host inode",
-    };
-}
+/// An inode the host file system no longer knows.
+const STALE: Errno = Errno::ESTALE.with("stale host inode");
 
 impl FileSystem for HostFs {
     fn root(&self) -> Ino {
@@ -254,10 +240,7 @@ impl FileSystem for HostFs {
                     OsStr::from_bytes(name),
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                 )
-                .map_err(|e| Errno {
-                    code: e.raw_os_error(),
-                    msg: "",
-                })?;
+                .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
                 let a = self.attr_of_stat(&st);
                 let mut paths = lock(&self.paths);
                 match paths.get(&a.ino) {

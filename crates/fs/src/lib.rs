@@ -11,137 +11,15 @@ pub mod ext2;
 pub mod hostfs;
 pub mod ramfs;
 
-use std::fmt;
-
 /// Inode number inside one file system.
 pub type Ino = u64;
 
-/// A Linux errno value (positive), the error currency of file systems and
-/// the kernel. `msg` is an optional static explanation for logs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Errno {
-    /// The errno number, e.g. 2 for ENOENT.
-    pub code: i32,
-    /// Why, for logs; never shown to the guest.
-    pub msg: &'static str,
-}
-
-macro_rules! errnos {
-    ($($name:ident = $v:expr),* $(,)?) => {
-        impl Errno {
-            $(
-                #[doc = concat!("`", stringify!($name), "`")]
-                pub const $name: Errno = Errno { code: $v, msg: "" };
-            )*
-            /// The symbolic name, e.g. "ENOENT".
-            pub fn name(&self) -> &'static str {
-                match self.code { $($v => stringify!($name),)* _ => "E?" }
-            }
-        }
-    };
-}
-
-errnos! {
-    EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ENXIO = 6, E2BIG = 7,
-    ENOEXEC = 8, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13,
-    EFAULT = 14, EBUSY = 16, EEXIST = 17, EXDEV = 18, ENODEV = 19, ENOTDIR = 20,
-    EISDIR = 21, EINVAL = 22, ENFILE = 23, EMFILE = 24, ENOTTY = 25, ETXTBSY = 26,
-    EFBIG = 27, ENOSPC = 28, ESPIPE = 29, EROFS = 30, EMLINK = 31, EPIPE = 32,
-    ERANGE = 34, EDEADLK = 35, ENAMETOOLONG = 36, ENOSYS = 38, ENOTEMPTY = 39,
-    ELOOP = 40, ENODATA = 61, EOVERFLOW = 75, EOPNOTSUPP = 95, ETIMEDOUT = 110,
-}
-
-impl Errno {
-    /// The same errno with an explanation attached.
-    pub const fn with(self, msg: &'static str) -> Errno {
-        Errno {
-            code: self.code,
-            msg,
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.msg.is_empty() {
-            write!(f, "{}", self.name())
-        } else {
-            write!(f, "{} ({})", self.name(), self.msg)
-        }
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Errno {}
+pub use myst_platform::errno::Errno;
 
 /// Result of file-system operations.
 pub type FsResult<T> = Result<T, Errno>;
 
-/// File type, as in the `S_IFMT` bits of a mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// Regular file.
-    Regular,
-    /// Directory.
-    Directory,
-    /// Symbolic link.
-    Symlink,
-    /// Character device.
-    CharDev,
-    /// Block device.
-    BlockDev,
-    /// Named pipe.
-    Fifo,
-    /// Unix socket.
-    Socket,
-}
-
-impl FileType {
-    /// The `S_IFMT` bits of this type.
-    pub fn mode_bits(self) -> u32 {
-        match self {
-            FileType::Regular => 0o100000,
-            FileType::Directory => 0o040000,
-            FileType::Symlink => 0o120000,
-            FileType::CharDev => 0o020000,
-            FileType::BlockDev => 0o060000,
-            FileType::Fifo => 0o010000,
-            FileType::Socket => 0o140000,
-        }
-    }
-
-    /// The type named by the `S_IFMT` bits of `mode`, if valid.
-    pub fn from_mode(mode: u32) -> Option<FileType> {
-        Some(match mode & 0o170000 {
-            0o100000 => FileType::Regular,
-            0o040000 => FileType::Directory,
-            0o120000 => FileType::Symlink,
-            0o020000 => FileType::CharDev,
-            0o060000 => FileType::BlockDev,
-            0o010000 => FileType::Fifo,
-            0o140000 => FileType::Socket,
-            _ => return None,
-        })
-    }
-
-    /// The `d_type` value of getdents64.
-    pub fn dirent_type(self) -> u8 {
-        match self {
-            FileType::Fifo => 1,
-            FileType::CharDev => 2,
-            FileType::Directory => 4,
-            FileType::BlockDev => 6,
-            FileType::Regular => 8,
-            FileType::Symlink => 10,
-            FileType::Socket => 12,
-        }
-    }
-}
+pub use myst_formats::mode::FileType;
 
 /// A point in time (seconds and nanoseconds since the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]

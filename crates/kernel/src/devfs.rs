@@ -178,10 +178,7 @@ impl FileSystem for DevFs {
                 Ok(buf.len())
             }
             5 | 6 => {
-                myst_platform::host::getrandom(buf).map_err(|e| Errno {
-                    code: e,
-                    msg: "getrandom",
-                })?;
+                myst_platform::host::getrandom(buf).map_err(|e| e.with("getrandom"))?;
                 Ok(buf.len())
             }
             1 => Err(Errno::EISDIR),

@@ -200,23 +200,16 @@ pub fn load(data: &[u8], name: Arc<str>) -> Result<Image, Errno> {
             Some(name.clone()),
         )
         .map_err(|e| {
-            if e == 17 {
+            if e == Errno::EEXIST {
                 Errno::ENOMEM
                     .with("the program's fixed addresses collide with the runtime's memory")
             } else {
-                Errno {
-                    code: e,
-                    msg: "mapping the program",
-                }
+                e.with("mapping the program")
             }
         })?
     } else {
-        guestmem::map(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS, Some(name.clone())).map_err(
-            |e| Errno {
-                code: e,
-                msg: "mapping the program",
-            },
-        )?
+        guestmem::map(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS, Some(name.clone()))
+            .map_err(|e| e.with("mapping the program"))?
     };
     let bias = base.wrapping_sub(lo);
     for p in &loads {
@@ -228,10 +221,7 @@ pub fn load(data: &[u8], name: Arc<str>) -> Result<Image, Errno> {
         guestmem::copy_out(p.vaddr.wrapping_add(bias), bytes)
             .map_err(|_| bad("segment outside its mapping"))?;
     }
-    guestmem::protect(base, span, 0).map_err(|e| Errno {
-        code: e,
-        msg: "mprotect",
-    })?;
+    guestmem::protect(base, span, 0).map_err(|e| e.with("mprotect"))?;
     // Pages shared by two segments get the union of their protections.
     let mut pages: Vec<(u64, u64, u32)> = Vec::new();
     for p in &loads {
@@ -257,10 +247,7 @@ pub fn load(data: &[u8], name: Arc<str>) -> Result<Image, Errno> {
             }
         }
         if end > start {
-            guestmem::protect(start, end - start, union).map_err(|e| Errno {
-                code: e,
-                msg: "mprotect",
-            })?;
+            guestmem::protect(start, end - start, union).map_err(|e| e.with("mprotect"))?;
         }
     }
     let phdr = if let Some(p) = phdrs.iter().find(|p| p.p_type == PT_PHDR) {
@@ -338,10 +325,7 @@ pub fn build_stack(
         flags,
         Some(Arc::from("[stack]")),
     )
-    .map_err(|e| Errno {
-        code: e,
-        msg: "mapping the stack",
-    })?;
+    .map_err(|e| e.with("mapping the stack"))?;
     let top = base + size;
     // Strings at the top.
     let mut strings: Vec<u8> = Vec::new();
@@ -356,10 +340,7 @@ pub fn build_stack(
     let argv_offs: Vec<usize> = argv.iter().map(|a| offs(a, &mut strings)).collect();
     let envp_offs: Vec<usize> = envp.iter().map(|e| offs(e, &mut strings)).collect();
     let mut random = [0u8; 16];
-    myst_platform::host::getrandom(&mut random).map_err(|e| Errno {
-        code: e,
-        msg: "getrandom",
-    })?;
+    myst_platform::host::getrandom(&mut random).map_err(|e| e.with("getrandom"))?;
     let random_off = strings.len();
     strings.extend_from_slice(&random);
     let strings_start = (top - strings.len() as u64 - 16) & !15;

@@ -86,8 +86,8 @@ pub enum KernelError {
     #[error(transparent)]
     Platform(#[from] myst_platform::PlatformError),
     /// fork or wait failed.
-    #[error("{0} failed: errno {1}")]
-    Host(&'static str, i32),
+    #[error("{0} failed: {1}")]
+    Host(&'static str, Errno),
 }
 
 /// Current directory and umask.

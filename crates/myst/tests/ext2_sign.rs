@@ -324,7 +324,7 @@ fn fssig_prints_fields_and_roothash() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no FSSIG trailer"));
 }
 
-/// Writes an FSSIG trailer by the table in FORMATS.md §4, independently of
+/// Writes an FSSIG trailer by the table in docs/FORMATS.md §4, independently of
 /// myst's own writer.
 fn mystikos_trailer(hash_offset: u64, root: &[u8], signer: &[u8], sig: &[u8]) -> Vec<u8> {
     let mut t = vec![0u8; 4096];

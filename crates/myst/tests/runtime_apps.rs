@@ -124,6 +124,8 @@ fn error_paths_match_native() {
             "mkdir existing               EEXIST",
             "open file/x                  ENOTDIR",
             "open dir O_WRONLY            EISDIR",
+            "getcpu                       OK",
+            "getcpu bad pointer           EFAULT",
         ] {
             assert!(text(&nat).contains(want), "native output lacks {want:?}");
         }

@@ -8,6 +8,7 @@
 //! Copies hold the record's read lock, map changes its write lock, so no
 //! guest thread can unmap memory while the runtime copies into it.
 
+use crate::errno::Errno;
 use crate::raw::{check, nr, syscall6};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -34,9 +35,9 @@ const MREMAP_MAYMOVE: u32 = 1;
 const MREMAP_FIXED: u32 = 2;
 
 const PAGE: u64 = 4096;
-const EINVAL: i32 = 22;
-const ENOMEM: i32 = 12;
-const EEXIST: i32 = 17;
+const EINVAL: Errno = Errno::EINVAL;
+const ENOMEM: Errno = Errno::ENOMEM;
+const EEXIST: Errno = Errno::EEXIST;
 
 /// A guest address range the runtime may not touch (EFAULT for the guest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +211,7 @@ fn page_up(len: u64) -> Option<u64> {
     len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1))
 }
 
-fn host_mmap(addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, i32> {
+fn host_mmap(addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, Errno> {
     // SAFETY: anonymous mapping; callers never pass MAP_FIXED over memory
     // that is not the guest's (see `map`).
     check(unsafe { syscall6(nr::MMAP, addr, len, prot as u64, flags as u64, u64::MAX, 0) })
@@ -223,7 +224,13 @@ fn host_munmap(addr: u64, len: u64) {
 
 /// Maps anonymous guest memory (the guest's mmap; file contents are copied in
 /// by the caller). `flags` are the guest's MAP_* flags. Returns the address.
-pub fn map(addr: u64, len: u64, prot: u32, flags: u32, name: Option<Arc<str>>) -> Result<u64, i32> {
+pub fn map(
+    addr: u64,
+    len: u64,
+    prot: u32,
+    flags: u32,
+    name: Option<Arc<str>>,
+) -> Result<u64, Errno> {
     let len = page_up(len).ok_or(ENOMEM)?;
     if len == 0 {
         return Err(EINVAL);
@@ -281,7 +288,7 @@ pub fn map(addr: u64, len: u64, prot: u32, flags: u32, name: Option<Arc<str>>) -
 }
 
 /// Unmaps the guest's memory in [addr, addr+len); non-guest parts are left alone.
-pub fn unmap(addr: u64, len: u64) -> Result<(), i32> {
+pub fn unmap(addr: u64, len: u64) -> Result<(), Errno> {
     if !addr.is_multiple_of(PAGE) || len == 0 {
         return Err(EINVAL);
     }
@@ -295,7 +302,7 @@ pub fn unmap(addr: u64, len: u64) -> Result<(), i32> {
 }
 
 /// Changes protection of guest memory; ENOMEM if part of the range is not the guest's.
-pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), i32> {
+pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), Errno> {
     if !addr.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
@@ -318,7 +325,13 @@ pub fn protect(addr: u64, len: u64, prot: u32) -> Result<(), i32> {
 }
 
 /// The guest's mremap, for a range inside one guest mapping.
-pub fn remap(old: u64, old_len: u64, new_len: u64, flags: u32, new_addr: u64) -> Result<u64, i32> {
+pub fn remap(
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u32,
+    new_addr: u64,
+) -> Result<u64, Errno> {
     if !old.is_multiple_of(PAGE) || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 {
         return Err(EINVAL);
     }
@@ -384,7 +397,7 @@ pub fn remap(old: u64, old_len: u64, new_len: u64, flags: u32, new_addr: u64) ->
     Ok(ret)
 }
 
-const EFAULT_MREMAP: i32 = 14;
+const EFAULT_MREMAP: Errno = Errno::EFAULT;
 
 /// Whether [addr, addr+len) is free of guest mappings.
 pub fn is_free(addr: u64, len: u64) -> bool {
@@ -499,7 +512,7 @@ pub fn set_name(start: u64, name: Arc<str>) {
 
 /// Forwards madvise for a range of guest memory (MADV_DONTNEED zeroes private
 /// anonymous pages, which programs may rely on).
-pub fn advise(addr: u64, len: u64, advice: u32) -> Result<(), i32> {
+pub fn advise(addr: u64, len: u64, advice: u32) -> Result<(), Errno> {
     if !addr.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
@@ -528,7 +541,7 @@ pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32
     {
         let m = read_map();
         if !uaddr.is_multiple_of(4) || !m.covered(uaddr, uaddr.saturating_add(4), PROT_READ) {
-            return -14;
+            return Errno::EFAULT.to_ret();
         }
         // Commands whose 4th argument is a timespec pointer.
         let uses_timeout = matches!(cmd, 0 | 6 | 9 | 11);
@@ -536,11 +549,11 @@ pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32
             && timeout != 0
             && !m.covered(timeout, timeout.saturating_add(16), PROT_READ)
         {
-            return -14;
+            return Errno::EFAULT.to_ret();
         }
         let uses_uaddr2 = matches!(cmd, 3 | 4 | 5 | 11 | 12);
         if uses_uaddr2 && !m.covered(uaddr2, uaddr2.saturating_add(4), PROT_READ) {
-            return -14;
+            return Errno::EFAULT.to_ret();
         }
     }
     // The lock is not held while waiting: the host kernel only compares and
@@ -564,7 +577,7 @@ pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32
 pub fn set_tid_address(addr: u64) -> i64 {
     let m = read_map();
     if addr != 0 && !m.covered(addr, addr.saturating_add(4), PROT_WRITE) {
-        return -14;
+        return Errno::EFAULT.to_ret();
     }
     // SAFETY: the host kernel writes 0 to this guest word when the thread
     // exits; it is guest memory (checked above).

@@ -2,6 +2,7 @@
 //! to the host are either runtime buffers (Rust slices) or guest ranges
 //! validated by [`crate::guestmem`] under its lock.
 
+use crate::errno::Errno;
 use crate::guestmem::{self, Fault};
 use crate::raw::{check, nr, syscall6};
 
@@ -73,10 +74,10 @@ pub fn int_syscall(nr: u64, args: [u64; 6]) -> i64 {
         50,  // listen
     ];
     if !ALLOWED.contains(&nr) {
-        return -38;
+        return Errno::ENOSYS.to_ret();
     }
     if nr == 72 && !matches!(args[1], 1..=4) {
-        return -22;
+        return Errno::EINVAL.to_ret();
     }
     // SAFETY: the listed syscalls take no pointers; they cannot touch memory.
     unsafe { syscall6(nr, args[0], args[1], args[2], args[3], args[4], args[5]) }
@@ -189,7 +190,7 @@ pub fn read(fd: i32, buf: &mut [u8]) -> i64 {
 }
 
 /// Host fstat: the raw 144-byte `struct stat`.
-pub fn fstat(fd: i32) -> Result<[u8; 144], i32> {
+pub fn fstat(fd: i32) -> Result<[u8; 144], Errno> {
     let mut st = [0u8; 144];
     // SAFETY: st is 144 bytes, the size of struct stat on x86-64.
     check(unsafe { syscall6(nr::FSTAT, fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0) })?;
@@ -211,14 +212,14 @@ pub fn ioctl_int(fd: i32, req: u64, arg: u64) -> i64 {
         0x540A, /* TCXONC */
     ];
     if !INT_REQS.contains(&req) {
-        return -22;
+        return Errno::EINVAL.to_ret();
     }
     // SAFETY: the listed requests take an integer, not a pointer.
     unsafe { syscall6(nr::IOCTL, fd as u64, req, arg, 0, 0, 0) }
 }
 
 /// Fills `buf` with random bytes from the host.
-pub fn getrandom(buf: &mut [u8]) -> Result<(), i32> {
+pub fn getrandom(buf: &mut [u8]) -> Result<(), Errno> {
     let mut off = 0;
     while off < buf.len() {
         let rest = &mut buf[off..];
@@ -236,7 +237,7 @@ pub fn getrandom(buf: &mut [u8]) -> Result<(), i32> {
         };
         match check(r) {
             Ok(n) => off += n as usize,
-            Err(4) => continue,
+            Err(e) if e == Errno::EINTR => continue,
             Err(e) => return Err(e),
         }
     }
@@ -260,7 +261,7 @@ pub fn sysinfo() -> [u8; 112] {
 }
 
 /// Host clock_gettime (the syscall, not the vDSO): (seconds, nanoseconds).
-pub fn clock_gettime(clock: i32) -> Result<(i64, i64), i32> {
+pub fn clock_gettime(clock: i32) -> Result<(i64, i64), Errno> {
     let mut ts = [0i64; 2];
     // SAFETY: ts is a struct timespec.
     check(unsafe { syscall6(228, clock as u64, ts.as_mut_ptr() as u64, 0, 0, 0, 0) })?;
@@ -268,7 +269,7 @@ pub fn clock_gettime(clock: i32) -> Result<(i64, i64), i32> {
 }
 
 /// Host clock_getres.
-pub fn clock_getres(clock: i32) -> Result<(i64, i64), i32> {
+pub fn clock_getres(clock: i32) -> Result<(i64, i64), Errno> {
     let mut ts = [0i64; 2];
     // SAFETY: ts is a struct timespec.
     check(unsafe { syscall6(229, clock as u64, ts.as_mut_ptr() as u64, 0, 0, 0, 0) })?;
@@ -276,7 +277,7 @@ pub fn clock_getres(clock: i32) -> Result<(i64, i64), i32> {
 }
 
 /// Host clock_nanosleep; on EINTR returns the remaining time in `Err((EINTR, rem))`.
-pub fn clock_nanosleep(clock: i32, flags: i32, req: (i64, i64)) -> Result<(), (i32, (i64, i64))> {
+pub fn clock_nanosleep(clock: i32, flags: i32, req: (i64, i64)) -> Result<(), (Errno, (i64, i64))> {
     let ts = [req.0, req.1];
     let mut rem = [0i64; 2];
     // SAFETY: ts and rem are struct timespec.
@@ -296,19 +297,39 @@ pub fn clock_nanosleep(clock: i32, flags: i32, req: (i64, i64)) -> Result<(), (i
         Ok(())
     } else {
         let e = if r < 0 { -r } else { r };
-        Err((e as i32, (rem[0], rem[1])))
+        Err((Errno::from_raw(e as i32), (rem[0], rem[1])))
     }
 }
 
 /// Host sched_getaffinity for this process into `mask`; returns bytes written.
-pub fn sched_getaffinity(mask: &mut [u8]) -> Result<usize, i32> {
+pub fn sched_getaffinity(mask: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: mask is a valid runtime buffer of the given length.
     check(unsafe { syscall6(204, 0, mask.len() as u64, mask.as_mut_ptr() as u64, 0, 0, 0) })
         .map(|n| n as usize)
 }
 
+/// The CPU and NUMA node this thread runs on (host getcpu).
+pub fn getcpu() -> Result<(u32, u32), Errno> {
+    let mut cpu = 0u32;
+    let mut node = 0u32;
+    // SAFETY: both pointers are to live locals of the right size; the third
+    // argument (a cache the kernel ignores) is NULL.
+    check(unsafe {
+        syscall6(
+            309,
+            &mut cpu as *mut u32 as u64,
+            &mut node as *mut u32 as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok((cpu, node))
+}
+
 /// Host prlimit64 on this process; returns the old (cur, max).
-pub fn prlimit(resource: u32, new: Option<[u64; 2]>) -> Result<[u64; 2], i32> {
+pub fn prlimit(resource: u32, new: Option<[u64; 2]>) -> Result<[u64; 2], Errno> {
     let mut old = [0u64; 2];
     let newp = new.as_ref().map(|n| n.as_ptr() as u64).unwrap_or(0);
     // SAFETY: newp is null or a valid rlimit; old is a valid rlimit.
@@ -317,10 +338,10 @@ pub fn prlimit(resource: u32, new: Option<[u64; 2]>) -> Result<[u64; 2], i32> {
 }
 
 /// Host rt_sigaction with kernel `k_sigaction` layouts [handler, flags, restorer, mask].
-pub fn sigaction(sig: i32, new: Option<[u64; 4]>) -> Result<[u64; 4], i32> {
+pub fn sigaction(sig: i32, new: Option<[u64; 4]>) -> Result<[u64; 4], Errno> {
     if sig == 31 {
         // SIGSYS belongs to the runtime.
-        return Err(22);
+        return Err(Errno::EINVAL);
     }
     let mut old = [0u64; 4];
     let newp = new.as_ref().map(|n| n.as_ptr() as u64).unwrap_or(0);
@@ -341,13 +362,13 @@ pub fn sigaction(sig: i32, new: Option<[u64; 4]>) -> Result<[u64; 4], i32> {
 }
 
 /// Host fork; Ok(0) in the child. The child must re-arm SUD ([`crate::sud::rearm_after_fork`]).
-pub fn fork() -> Result<u32, i32> {
+pub fn fork() -> Result<u32, Errno> {
     // SAFETY: fork duplicates the process; memory stays valid in both.
     check(unsafe { syscall6(nr::FORK, 0, 0, 0, 0, 0, 0) }).map(|p| p as u32)
 }
 
 /// Host wait4 on `pid`; returns (pid, raw status).
-pub fn wait4(pid: i32, options: i32) -> Result<(i32, i32), i32> {
+pub fn wait4(pid: i32, options: i32) -> Result<(i32, i32), Errno> {
     let mut status = 0i32;
     // SAFETY: status is a valid int; no rusage.
     let r = check(unsafe {
@@ -365,7 +386,7 @@ pub fn wait4(pid: i32, options: i32) -> Result<(i32, i32), i32> {
 }
 
 /// A host pipe as two owned files (read end, write end).
-pub fn pipe(flags: i32) -> Result<(std::fs::File, std::fs::File), i32> {
+pub fn pipe(flags: i32) -> Result<(std::fs::File, std::fs::File), Errno> {
     use std::os::fd::FromRawFd;
     let mut fds = [0i32; 2];
     // SAFETY: fds is an int[2].
@@ -390,7 +411,7 @@ pub fn pipe(flags: i32) -> Result<(std::fs::File, std::fs::File), i32> {
 }
 
 /// Host poll over (fd, events, revents) triples; returns the ready count.
-pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, i32> {
+pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, Errno> {
     let mut raw: Vec<u8> = Vec::with_capacity(fds.len() * 8);
     for (fd, ev, _) in fds.iter() {
         raw.extend_from_slice(&fd.to_le_bytes());
@@ -416,13 +437,13 @@ pub fn poll(fds: &mut [(i32, i16, i16)], timeout_ms: i32) -> Result<usize, i32> 
 }
 
 /// Host fcntl F_SETFL on a descriptor.
-pub fn set_status_flags(fd: i32, flags: u32) -> Result<(), i32> {
+pub fn set_status_flags(fd: i32, flags: u32) -> Result<(), Errno> {
     // SAFETY: F_SETFL takes an integer.
     check(unsafe { syscall6(nr::FCNTL, fd as u64, 4, flags as u64, 0, 0, 0) }).map(|_| ())
 }
 
 /// Host setitimer(2) with runtime buffers; returns the old value.
-pub fn setitimer(which: i32, new: &[i64; 4]) -> Result<[i64; 4], i32> {
+pub fn setitimer(which: i32, new: &[i64; 4]) -> Result<[i64; 4], Errno> {
     let mut old = [0i64; 4];
     // SAFETY: new and old are struct itimerval.
     check(unsafe {
@@ -440,7 +461,7 @@ pub fn setitimer(which: i32, new: &[i64; 4]) -> Result<[i64; 4], i32> {
 }
 
 /// Host getitimer(2).
-pub fn getitimer(which: i32) -> Result<[i64; 4], i32> {
+pub fn getitimer(which: i32) -> Result<[i64; 4], Errno> {
     let mut cur = [0i64; 4];
     // SAFETY: cur is a struct itimerval.
     check(unsafe { syscall6(36, which as u64, cur.as_mut_ptr() as u64, 0, 0, 0, 0) })?;
@@ -453,7 +474,7 @@ pub fn sigtimedwait(
     set: u64,
     info: &mut [u8; 128],
     timeout: Option<(i64, i64)>,
-) -> Result<i32, i32> {
+) -> Result<i32, Errno> {
     let ts = timeout.map(|(s, n)| [s, n]);
     let tp = ts.as_ref().map(|t| t.as_ptr() as u64).unwrap_or(0);
     // SAFETY: set, info and ts are runtime buffers of the kernel's sizes.

@@ -2,6 +2,7 @@
 //! buffer passed to the host is a runtime slice whose length the call takes
 //! from the slice itself, or validated guest memory.
 
+use crate::errno::Errno;
 use crate::guestmem::{self, Fault};
 use crate::raw::{check, syscall6};
 use std::fs::File;
@@ -16,7 +17,7 @@ fn own(fd: u64) -> File {
 }
 
 /// socket(2) on the host; the descriptor is close-on-exec on the host side.
-pub fn socket(domain: i32, kind: i32, proto: i32) -> Result<File, i32> {
+pub fn socket(domain: i32, kind: i32, proto: i32) -> Result<File, Errno> {
     // SAFETY: integer arguments only.
     let fd = check(unsafe {
         syscall6(
@@ -33,7 +34,7 @@ pub fn socket(domain: i32, kind: i32, proto: i32) -> Result<File, i32> {
 }
 
 /// socketpair(2) on the host.
-pub fn socketpair(domain: i32, kind: i32, proto: i32) -> Result<(File, File), i32> {
+pub fn socketpair(domain: i32, kind: i32, proto: i32) -> Result<(File, File), Errno> {
     let mut sv = [0i32; 2];
     // SAFETY: sv is an int[2].
     check(unsafe {
@@ -68,7 +69,7 @@ pub fn connect_or_bind(fd: i32, addr: &[u8], bind: bool) -> i64 {
 }
 
 /// accept4(2); `addr` receives the peer address, its used length returned.
-pub fn accept4(fd: i32, addr: &mut [u8], flags: i32) -> Result<(File, usize), i32> {
+pub fn accept4(fd: i32, addr: &mut [u8], flags: i32) -> Result<(File, usize), Errno> {
     let mut len = addr.len() as u32;
     // SAFETY: addr and len describe a runtime buffer.
     let r = check(unsafe {
@@ -143,7 +144,7 @@ pub fn recvfrom_guest(
 }
 
 /// getsockname(2) (`peer` = false) or getpeername(2); returns the address length.
-pub fn sockname(fd: i32, addr: &mut [u8], peer: bool) -> Result<usize, i32> {
+pub fn sockname(fd: i32, addr: &mut [u8], peer: bool) -> Result<usize, Errno> {
     let mut len = addr.len() as u32;
     let nr = if peer { 52 } else { 51 };
     // SAFETY: addr and len describe a runtime buffer.
@@ -178,7 +179,7 @@ pub fn setsockopt(fd: i32, level: i32, name: i32, val: &[u8]) -> i64 {
 }
 
 /// getsockopt(2); returns the option's length.
-pub fn getsockopt(fd: i32, level: i32, name: i32, val: &mut [u8]) -> Result<usize, i32> {
+pub fn getsockopt(fd: i32, level: i32, name: i32, val: &mut [u8]) -> Result<usize, Errno> {
     let mut len = val.len() as u32;
     // SAFETY: val and len describe a runtime buffer.
     check(unsafe {
@@ -234,7 +235,7 @@ pub fn recvmsg(fd: i32, name: Option<&mut [u8]>, buf: &mut [u8], flags: i32) -> 
 }
 
 /// epoll_create1(2) on the host.
-pub fn epoll_create() -> Result<File, i32> {
+pub fn epoll_create() -> Result<File, Errno> {
     // SAFETY: integer arguments only.
     check(unsafe { syscall6(291, 0o2000000, 0, 0, 0, 0, 0) }).map(own)
 }
@@ -264,7 +265,7 @@ pub fn epoll_wait(epfd: i32, events: &mut [u8], timeout_ms: i32) -> i64 {
 }
 
 /// eventfd2(2) on the host.
-pub fn eventfd(initval: u32, flags: i32) -> Result<File, i32> {
+pub fn eventfd(initval: u32, flags: i32) -> Result<File, Errno> {
     // SAFETY: integer arguments only.
     check(unsafe {
         syscall6(

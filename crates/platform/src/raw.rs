@@ -1,6 +1,7 @@
 //! Raw host system calls, issued from myst's own text (inside the range that
 //! Syscall User Dispatch lets through).
 
+use crate::errno::Errno;
 use core::arch::asm;
 
 /// Issues host syscall `nr` with six arguments; returns the raw kernel result
@@ -30,9 +31,9 @@ pub unsafe fn syscall6(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5:
 
 /// Converts a raw kernel result into `Ok(value)` or `Err(errno)`.
 #[inline]
-pub fn check(ret: i64) -> Result<u64, i32> {
+pub fn check(ret: i64) -> Result<u64, Errno> {
     if (-4095..0).contains(&ret) {
-        Err((-ret) as i32)
+        Err(Errno::from_raw((-ret) as i32))
     } else {
         Ok(ret as u64)
     }

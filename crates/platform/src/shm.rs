@@ -1,7 +1,7 @@
 //! Shared memory that survives fork: a memfd mapped `MAP_SHARED`, so a
 //! parent and every child forked after [`SharedRegion::new`] see the same
 //! bytes. The writable file-system state of guest processes lives here
-//! (DESIGN.md "Processes"). The memfd is sparse: pages cost memory only
+//! (docs/DESIGN.md "Processes"). The memfd is sparse: pages cost memory only
 //! once written.
 //!
 //! All access is bounds-checked; the atomics need natural alignment.
@@ -22,12 +22,12 @@ const FUTEX_WAKE: u64 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
     /// A host call failed.
-    #[error("shared memory: {call} failed: errno {errno}")]
+    #[error("shared memory: {call} failed: {errno}")]
     Host {
         /// Which call.
         call: &'static str,
         /// The host errno.
-        errno: i32,
+        errno: crate::errno::Errno,
     },
     /// A zero or absurd size was asked for.
     #[error("shared memory: bad size {0}")]

@@ -7,6 +7,7 @@
 //! entry stub finds the control block by masking its stack pointer, so it
 //! needs neither %fs (which belongs to the guest on entry) nor %gs.
 
+use crate::errno::Errno;
 use crate::raw::{check, nr, syscall6};
 use crate::PlatformError;
 use core::arch::{asm, global_asm};
@@ -64,6 +65,25 @@ pub struct ControlBlock {
     /// (CLONE_CHILD_CLEARTID; offset 88).
     clear_tid: u64,
 }
+
+// The entry stubs (here and in rewrite.rs) reach the control block with
+// literal offsets; these checks keep the struct and the assembly in step.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(ControlBlock, runtime_fs) == 0);
+    assert!(offset_of!(ControlBlock, guest_fs) == 8);
+    assert!(offset_of!(ControlBlock, selector) == 16);
+    assert!(offset_of!(ControlBlock, fast_top) == 32);
+    assert!(offset_of!(ControlBlock, self_ptr) == 40);
+    assert!(offset_of!(ControlBlock, all_mask) == 48);
+    assert!(offset_of!(ControlBlock, xsave_lo) == 56);
+    assert!(offset_of!(ControlBlock, xsave_hi) == 60);
+    assert!(offset_of!(ControlBlock, in_runtime) == 64);
+    assert!(offset_of!(ControlBlock, pending) == 72);
+    assert!(offset_of!(ControlBlock, host_rsp) == 80);
+    assert!(offset_of!(ControlBlock, clear_tid) == 88);
+    assert!(core::mem::size_of::<ControlBlock>() <= XSAVE_OFFSET);
+};
 
 /// Offset of the XSAVE area (64-byte aligned) from the control block.
 pub(crate) const XSAVE_OFFSET: usize = 4096;
@@ -289,7 +309,10 @@ thread_local! {
 pub fn rearm_after_fork() -> Result<(), PlatformError> {
     let cb = CONTROL.with(|c| c.get()) as *mut ControlBlock;
     if cb.is_null() {
-        return Err(PlatformError::Host("re-arming SUD (no control block)", 22));
+        return Err(PlatformError::Host(
+            "re-arming SUD (no control block)",
+            Errno::EINVAL,
+        ));
     }
     arm_sud(cb)
 }
@@ -346,7 +369,7 @@ extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut 
 pub(crate) fn run_dispatcher(frame: &mut SyscallFrame) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match DISPATCH.get() {
         Some(f) => f(frame),
-        None => frame.set_return(-38),
+        None => frame.set_return(Errno::ENOSYS.to_ret()),
     }));
     if result.is_err() {
         crate::host::write_stderr(b"myst: internal error in a syscall handler; stopping\n");
@@ -536,7 +559,7 @@ extern "C" fn forward_signal(sig: i32) {
 /// SIGHUP, SIGUSR1 and SIGUSR2 to it and ignoring the terminal's SIGINT and
 /// SIGQUIT (they reach the child directly). Returns the exit status, or
 /// 128+N if signal N killed the child.
-pub fn supervise(child: i32) -> Result<i32, i32> {
+pub fn supervise(child: i32) -> Result<i32, Errno> {
     CHILD.store(child, std::sync::atomic::Ordering::Relaxed);
     for sig in [2u64, 3] {
         let act: [u64; 4] = [
@@ -569,7 +592,7 @@ pub fn supervise(child: i32) -> Result<i32, i32> {
                     return Ok(128 + sig);
                 }
             }
-            Err(4) => continue,
+            Err(e) if e == Errno::EINTR => continue,
             Err(e) => return Err(e),
         }
     }
@@ -646,11 +669,11 @@ pub fn install_guest_handler(
     handler: u64,
     flags: u64,
     mask: u64,
-) -> Result<[u64; 4], i32> {
+) -> Result<[u64; 4], Errno> {
     let idx = usize::try_from(sig)
         .ok()
         .filter(|&s| (1..=64).contains(&s))
-        .ok_or(22)?;
+        .ok_or(Errno::EINVAL)?;
     MYST_GUEST_HANDLERS[idx].store(handler, Ordering::SeqCst);
     const SA_ONSTACK_FLAG: u64 = 0x0800_0000;
     let act = [
@@ -772,10 +795,10 @@ pub fn spawn_thread(
         });
     // SAFETY: restores the mask saved above.
     unsafe { syscall6(nr::RT_SIGPROCMASK, 2, &old as *const u64 as u64, 0, 8, 0, 0) };
-    spawned.map_err(|_| PlatformError::Host("creating a thread", 11))?;
+    spawned.map_err(|_| PlatformError::Host("creating a thread", Errno::EAGAIN))?;
     let tid = tid_rx
         .recv()
-        .map_err(|_| PlatformError::Host("starting a thread", 11))??;
+        .map_err(|_| PlatformError::Host("starting a thread", Errno::EAGAIN))??;
     before_start(tid);
     let _ = go_tx.send(());
     Ok(tid)

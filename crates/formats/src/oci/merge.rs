@@ -272,7 +272,7 @@ impl Merged {
             }
         }
         let meta = Meta {
-            perm: (mode & 0o7777) as u16,
+            perm: (mode & crate::mode::S_IPERM) as u16,
             uid,
             gid,
             mtime,

@@ -4,24 +4,8 @@
 //! bounce buffer and written read-modify-write.
 
 use crate::{Errno, FsResult};
-use myst_blockdev::{BlockDevice, BlockError};
+use myst_blockdev::BlockDevice;
 use std::sync::Arc;
-
-/// Maps a block-layer error to an errno.
-pub fn errno_of(e: &BlockError) -> Errno {
-    match e.errno() {
-        30 => Errno::EROFS.with("device is read-only"),
-        28 => Errno::ENOSPC.with("ephemeral write budget exhausted"),
-        22 => Errno::EINVAL.with("bad block request"),
-        _ => {
-            if e.is_integrity() {
-                Errno::EIO.with("integrity check failed")
-            } else {
-                Errno::EIO.with("block device I/O error")
-            }
-        }
-    }
-}
 
 /// The device plus the file-system block size.
 pub struct Io {
@@ -68,14 +52,12 @@ impl Io {
             return self
                 .dev
                 .read_blocks(off / self.dbs, buf)
-                .map_err(|e| errno_of(&e));
+                .map_err(Errno::from);
         }
         let first = off / self.dbs;
         let end = (off + buf.len() as u64).div_ceil(self.dbs);
         let mut tmp = vec![0u8; ((end - first) * self.dbs) as usize];
-        self.dev
-            .read_blocks(first, &mut tmp)
-            .map_err(|e| errno_of(&e))?;
+        self.dev.read_blocks(first, &mut tmp).map_err(Errno::from)?;
         let s = (off - first * self.dbs) as usize;
         buf.copy_from_slice(&tmp[s..s + buf.len()]);
         Ok(())
@@ -91,17 +73,15 @@ impl Io {
             return self
                 .dev
                 .write_blocks(off / self.dbs, data)
-                .map_err(|e| errno_of(&e));
+                .map_err(Errno::from);
         }
         let first = off / self.dbs;
         let end = (off + data.len() as u64).div_ceil(self.dbs);
         let mut tmp = vec![0u8; ((end - first) * self.dbs) as usize];
-        self.dev
-            .read_blocks(first, &mut tmp)
-            .map_err(|e| errno_of(&e))?;
+        self.dev.read_blocks(first, &mut tmp).map_err(Errno::from)?;
         let s = (off - first * self.dbs) as usize;
         tmp[s..s + data.len()].copy_from_slice(data);
-        self.dev.write_blocks(first, &tmp).map_err(|e| errno_of(&e))
+        self.dev.write_blocks(first, &tmp).map_err(Errno::from)
     }
 
     /// Reads consecutive file-system blocks starting at `blk`.

@@ -378,7 +378,7 @@ impl FileSystem for Ext2Fs {
     }
     fn fsync(&self, _ino: Ino) -> FsResult<()> {
         let st = self.lock()?;
-        st.io.dev().flush().map_err(|e| io::errno_of(&e))
+        st.io.dev().flush().map_err(Errno::from)
     }
     fn retain(&self, ino: Ino) {
         if let (Ok(mut st), Ok(i)) = (self.lock(), u32::try_from(ino)) {
@@ -414,10 +414,7 @@ impl ImageMountError {
     /// The errno a mount() call returns.
     pub fn errno(&self) -> Errno {
         match self {
-            ImageMountError::Open(e) => Errno {
-                code: e.errno(),
-                msg: "cannot open image",
-            },
+            ImageMountError::Open(e) => e.errno().with("cannot open image"),
             ImageMountError::Mount(e) => e.errno(),
         }
     }
@@ -433,7 +430,7 @@ pub struct MountedImage {
     pub image: Image,
 }
 
-/// Opens `path` under the trust rules (FORMATS.md §6), builds the storage
+/// Opens `path` under the trust rules (docs/FORMATS.md §6), builds the storage
 /// stack (`config.overlay_budget` or `overlay_store` for ephemeral writes) and mounts
 /// its ext2 file system. This is what the runtime calls for an ext2 rootfs
 /// or mount.

@@ -21,10 +21,7 @@ const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
-    let pid = host::fork().map_err(|e| Errno {
-        code: e,
-        msg: "fork",
-    })?;
+    let pid = host::fork().map_err(|e| e.with("fork"))?;
     if pid == 0 {
         if let Err(e) = sud::rearm_after_fork() {
             host::write_stderr(format!("myst: error: fork child: {e}\n").as_bytes());
@@ -109,8 +106,7 @@ pub fn clone(
 
 /// wait4(2) on host children.
 pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
-    let (p, st) =
-        host::wait4(pid as i64 as i32, options as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let (p, st) = host::wait4(pid as i64 as i32, options as i32)?;
     if p > 0 && status != 0 {
         write_i32(status, st)?;
     }

@@ -13,20 +13,9 @@ use std::sync::Arc;
 /// Largest single transfer (Linux's MAX_RW_COUNT).
 const MAX_RW: u64 = 0x7fff_f000;
 
+/// A host call on guest memory: EFAULT for a bad range, else the raw result.
 fn host_ret(r: Result<i64, guestmem::Fault>) -> SysResult {
-    r.map_err(|_| Errno::EFAULT).and_then(raw_ret)
-}
-
-/// A raw host syscall result: -errno on failure.
-fn raw_ret(v: i64) -> SysResult {
-    if v < 0 {
-        Err(Errno {
-            code: (-v) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(v)
-    }
+    Errno::result(r?)
 }
 
 /// Whether a file system's read may run while guest memory is locked
@@ -91,7 +80,7 @@ fn kread(f: &OpenFile, off: Option<u64>, buf: &mut [u8]) -> Result<usize, Errno>
     match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::read(*fd, buf);
-            raw_ret(r).map(|n| n as usize)
+            Errno::result(r).map(|n| n as usize)
         }
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
@@ -112,7 +101,7 @@ fn kwrite(f: &OpenFile, off: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
     match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::write(*fd, data);
-            raw_ret(r).map(|n| n as usize)
+            Errno::result(r).map(|n| n as usize)
         }
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
@@ -268,7 +257,7 @@ pub fn writev(k: &Kernel, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysR
             }
         }
         let r = host::write(*hfd, &data);
-        return raw_ret(r);
+        return Errno::result(r);
     }
     each_iov(&iovs, |base, len, done| match off {
         Some(o) if o as i64 != -1 => pwrite(k, fd, base, len, o.wrapping_add(done)),
@@ -282,7 +271,7 @@ pub fn lseek(k: &Kernel, fd: u64, off: u64, whence: u64) -> SysResult {
     let loc = match &f.kind {
         FileKind::Host { fd, .. } => {
             let r = host::int_syscall(8, [*fd as u64, off, whence, 0, 0, 0]);
-            return raw_ret(r);
+            return Errno::result(r);
         }
         FileKind::Node { chain, .. } => chain.loc().clone(),
     };
@@ -463,7 +452,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         0x5410 => (4, false),                  // TIOCSPGRP
         0x5409..=0x540B => {
             let r = host::ioctl_int(hfd, req, arg);
-            return raw_ret(r);
+            return Errno::result(r);
         }
         _ => return Err(Errno::ENOTTY),
     };
@@ -472,7 +461,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
     } else {
         copy_in(arg, size)?
     };
-    let r = raw_ret(host::ioctl_buf(hfd, req, &mut buf))?;
+    let r = Errno::result(host::ioctl_buf(hfd, req, &mut buf))?;
     if out {
         copy_out(arg, &buf)?;
     }
@@ -489,7 +478,7 @@ pub fn fstat(k: &Kernel, fd: u64, buf: u64) -> SysResult {
 /// `struct stat` of an open file.
 pub fn stat_file(f: &OpenFile) -> Result<[u8; 144], Errno> {
     match &f.kind {
-        FileKind::Host { fd, .. } => host::fstat(*fd).map_err(|e| Errno { code: e, msg: "" }),
+        FileKind::Host { fd, .. } => host::fstat(*fd),
         FileKind::Node { chain, .. } => {
             let loc = chain.loc();
             Ok(stat::stat(&loc.attr()?, stat::mount_dev(loc.mnt.id)))
@@ -652,10 +641,7 @@ pub fn getdents64(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
 
 /// pipe/pipe2: a host pipe.
 pub fn pipe2(k: &Kernel, fds: u64, flags: u64) -> SysResult {
-    let (r, w) = host::pipe(flags as i32).map_err(|e| Errno {
-        code: e,
-        msg: "pipe",
-    })?;
+    let (r, w) = host::pipe(flags as i32).map_err(|e| e.with("pipe"))?;
     use std::os::fd::AsRawFd;
     let (rfd, wfd) = (r.as_raw_fd(), w.as_raw_fd());
     let nb = flags as u32 & O_NONBLOCK;
@@ -738,7 +724,7 @@ fn poll_core(
     }
     if !host_set.is_empty() {
         let t = if ready > 0 { 0 } else { timeout_ms };
-        host::poll(&mut host_set, t).map_err(|e| Errno { code: e, msg: "" })?;
+        host::poll(&mut host_set, t)?;
         for (i, m) in map.iter().enumerate() {
             if let Some(j) = m {
                 revents[i] = host_set[*j].2;

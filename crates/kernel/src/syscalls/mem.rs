@@ -10,10 +10,6 @@ use std::sync::Arc;
 
 const PAGE: u64 = 4096;
 
-fn errno(e: i32) -> Errno {
-    Errno { code: e, msg: "" }
-}
-
 /// mmap(2).
 pub fn mmap(
     k: &Kernel,
@@ -34,9 +30,7 @@ pub fn mmap(
         return Err(Errno::EINVAL);
     }
     if flags & MAP_ANONYMOUS != 0 {
-        return guestmem::map(addr, len, prot, flags, None)
-            .map(|a| a as i64)
-            .map_err(errno);
+        return guestmem::map(addr, len, prot, flags, None).map(|a| a as i64);
     }
     let f = file_of(k, fd)?;
     let (loc, path) = match &f.kind {
@@ -56,7 +50,7 @@ pub fn mmap(
     }
     let name: Arc<str> = Arc::from(String::from_utf8_lossy(&path).as_ref());
     let private = (flags & !0xf) | 2;
-    let at = guestmem::map(addr, len, prot | PROT_WRITE | 1, private, Some(name)).map_err(errno)?;
+    let at = guestmem::map(addr, len, prot | PROT_WRITE | 1, private, Some(name))?;
     let size = loc.attr()?.size;
     let avail = size.saturating_sub(off).min(len);
     let mut done = 0u64;
@@ -82,14 +76,14 @@ pub fn mmap(
         done += n as u64;
     }
     if prot != prot | PROT_WRITE | 1 {
-        guestmem::protect(at, len, prot).map_err(errno)?;
+        guestmem::protect(at, len, prot)?;
     }
     Ok(at as i64)
 }
 
 /// munmap(2).
 pub fn munmap(addr: u64, len: u64) -> SysResult {
-    guestmem::unmap(addr, len).map(|_| 0).map_err(errno)
+    guestmem::unmap(addr, len).map(|_| 0)
 }
 
 /// mprotect(2).
@@ -97,16 +91,12 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
     if len == 0 {
         return Ok(0);
     }
-    guestmem::protect(addr, len, prot as u32)
-        .map(|_| 0)
-        .map_err(errno)
+    guestmem::protect(addr, len, prot as u32).map(|_| 0)
 }
 
 /// mremap(2).
 pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> SysResult {
-    guestmem::remap(old, old_len, new_len, flags as u32, new_addr)
-        .map(|a| a as i64)
-        .map_err(errno)
+    guestmem::remap(old, old_len, new_len, flags as u32, new_addr).map(|a| a as i64)
 }
 
 /// madvise(2).
@@ -114,9 +104,7 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
     if len == 0 {
         return Ok(0);
     }
-    guestmem::advise(addr, len, advice as u32)
-        .map(|_| 0)
-        .map_err(errno)
+    guestmem::advise(addr, len, advice as u32).map(|_| 0)
 }
 
 /// brk(2): grows or shrinks the heap after the program image; returns the

@@ -105,7 +105,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     };
     let ret = match r {
         Ok(v) => v,
-        Err(e) => -(e.code as i64),
+        Err(e) => e.to_ret(),
     };
     if traced {
         strace(nr, entry, &a, ret, r.err());

@@ -12,24 +12,10 @@ const SOCK_NONBLOCK: u64 = 0o4000;
 const SOCK_CLOEXEC: u64 = 0o2000000;
 const MAX_ADDR: usize = 128;
 
-fn err(r: i64) -> SysResult {
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(r)
-    }
-}
-
 fn sock(k: &Kernel, fd: u64) -> Result<i32, Errno> {
     match &file_of(k, fd)?.kind {
         FileKind::Host { fd, .. } => Ok(*fd),
-        FileKind::Node { .. } => Err(Errno {
-            code: 88,
-            msg: "not a socket",
-        }), // ENOTSOCK
+        FileKind::Node { .. } => Err(Errno::ENOTSOCK),
     }
 }
 
@@ -54,15 +40,13 @@ fn install(k: &Kernel, f: std::fs::File, kind: u64) -> SysResult {
 
 /// socket(2).
 pub fn socket(k: &Kernel, domain: u64, kind: u64, proto: u64) -> SysResult {
-    let f = net::socket(domain as i32, (kind & !SOCK_CLOEXEC) as i32, proto as i32)
-        .map_err(|e| Errno { code: e, msg: "" })?;
+    let f = net::socket(domain as i32, (kind & !SOCK_CLOEXEC) as i32, proto as i32)?;
     install(k, f, kind)
 }
 
 /// socketpair(2).
 pub fn socketpair(k: &Kernel, domain: u64, kind: u64, proto: u64, sv: u64) -> SysResult {
-    let (a, b) = net::socketpair(domain as i32, (kind & !SOCK_CLOEXEC) as i32, proto as i32)
-        .map_err(|e| Errno { code: e, msg: "" })?;
+    let (a, b) = net::socketpair(domain as i32, (kind & !SOCK_CLOEXEC) as i32, proto as i32)?;
     let fa = install(k, a, kind)?;
     let fb = match install(k, b, kind) {
         Ok(f) => f,
@@ -89,13 +73,13 @@ fn read_addr(addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
 pub fn connect_or_bind(k: &Kernel, fd: u64, addr: u64, len: u64, bind: bool) -> SysResult {
     let h = sock(k, fd)?;
     let a = read_addr(addr, len)?;
-    err(net::connect_or_bind(h, &a, bind))
+    Errno::result(net::connect_or_bind(h, &a, bind))
 }
 
 /// listen(2) and shutdown(2).
 pub fn int_op(k: &Kernel, nr: u64, fd: u64, arg: u64) -> SysResult {
     let h = sock(k, fd)?;
-    err(host::int_syscall(nr, [h as u64, arg, 0, 0, 0, 0]))
+    Errno::result(host::int_syscall(nr, [h as u64, arg, 0, 0, 0, 0]))
 }
 
 fn read_len(p: u64) -> Result<usize, Errno> {
@@ -117,8 +101,7 @@ pub fn accept4(k: &Kernel, fd: u64, addr: u64, lenp: u64, flags: u64) -> SysResu
     let h = sock(k, fd)?;
     let room = if addr != 0 { read_len(lenp)? } else { 0 };
     let mut buf = [0u8; MAX_ADDR];
-    let (f, len) = net::accept4(h, &mut buf, (flags & SOCK_NONBLOCK) as i32)
-        .map_err(|e| Errno { code: e, msg: "" })?;
+    let (f, len) = net::accept4(h, &mut buf, (flags & SOCK_NONBLOCK) as i32)?;
     if addr != 0 {
         give_addr(addr, lenp, &buf, len, room)?;
     }
@@ -148,7 +131,7 @@ pub fn sendto(
         flags as i32,
         to.as_deref(),
     ) {
-        Ok(r) => err(r),
+        Ok(r) => Errno::result(r),
         Err(_) => Err(Errno::EFAULT),
     }
 }
@@ -169,7 +152,7 @@ pub fn recvfrom(
     let from = if addr != 0 { Some(&mut abuf[..]) } else { None };
     let (r, alen) = net::recvfrom_guest(h, buf, len.min(1 << 30) as usize, flags as i32, from)
         .map_err(|_| Errno::EFAULT)?;
-    let r = err(r)?;
+    let r = Errno::result(r)?;
     if addr != 0 {
         give_addr(addr, lenp, &abuf, alen, room)?;
     }
@@ -216,7 +199,7 @@ pub fn sendmsg(k: &Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
             data.extend_from_slice(&copy_in(*b, (*l).min(1 << 26) as usize)?);
         }
     }
-    err(net::sendmsg(h, name.as_deref(), &data, flags as i32))
+    Errno::result(net::sendmsg(h, name.as_deref(), &data, flags as i32))
 }
 
 /// recvmsg(2) without ancillary data.
@@ -236,7 +219,7 @@ pub fn recvmsg(k: &Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
         None
     };
     let (r, nlen, mflags) = net::recvmsg(h, name, &mut buf, flags as i32);
-    let n = err(r)? as usize;
+    let n = Errno::result(r)? as usize;
     let mut off = 0usize;
     for (b, l) in &m.iov {
         if off >= n {
@@ -260,7 +243,7 @@ pub fn sockname(k: &Kernel, fd: u64, addr: u64, lenp: u64, peer: bool) -> SysRes
     let h = sock(k, fd)?;
     let room = read_len(lenp)?;
     let mut buf = [0u8; MAX_ADDR];
-    let len = net::sockname(h, &mut buf, peer).map_err(|e| Errno { code: e, msg: "" })?;
+    let len = net::sockname(h, &mut buf, peer)?;
     give_addr(addr, lenp, &buf, len, room)?;
     Ok(0)
 }
@@ -272,7 +255,7 @@ pub fn setsockopt(k: &Kernel, fd: u64, level: u64, name: u64, val: u64, len: u64
         return Err(Errno::EINVAL);
     }
     let v = copy_in(val, len as usize)?;
-    err(net::setsockopt(h, level as i32, name as i32, &v))
+    Errno::result(net::setsockopt(h, level as i32, name as i32, &v))
 }
 
 /// getsockopt(2).
@@ -280,8 +263,7 @@ pub fn getsockopt(k: &Kernel, fd: u64, level: u64, name: u64, val: u64, lenp: u6
     let h = sock(k, fd)?;
     let room = read_len(lenp)?.min(1024);
     let mut buf = vec![0u8; room];
-    let len = net::getsockopt(h, level as i32, name as i32, &mut buf)
-        .map_err(|e| Errno { code: e, msg: "" })?;
+    let len = net::getsockopt(h, level as i32, name as i32, &mut buf)?;
     copy_out(val, &buf[..len.min(room)])?;
     write_i32(lenp, len as i32)?;
     Ok(0)
@@ -289,7 +271,7 @@ pub fn getsockopt(k: &Kernel, fd: u64, level: u64, name: u64, val: u64, lenp: u6
 
 /// epoll_create/epoll_create1: a host epoll instance.
 pub fn epoll_create(k: &Kernel, flags: u64) -> SysResult {
-    let f = net::epoll_create().map_err(|e| Errno { code: e, msg: "" })?;
+    let f = net::epoll_create()?;
     install(k, f, flags & SOCK_CLOEXEC)
 }
 
@@ -309,7 +291,7 @@ pub fn epoll_ctl(k: &Kernel, epfd: u64, op: u64, fd: u64, event: u64) -> SysResu
         a.copy_from_slice(&b);
         Some(a)
     };
-    err(net::epoll_ctl(e, op as i32, h, ev.as_ref()))
+    Errno::result(net::epoll_ctl(e, op as i32, h, ev.as_ref()))
 }
 
 /// epoll_wait/epoll_pwait (the signal mask argument is ignored).
@@ -319,13 +301,13 @@ pub fn epoll_wait(k: &Kernel, epfd: u64, events: u64, max: u64, timeout: u64) ->
         return Err(Errno::EINVAL);
     }
     let mut buf = vec![0u8; max as usize * 12];
-    let n = err(net::epoll_wait(e, &mut buf, timeout as i32))?;
+    let n = Errno::result(net::epoll_wait(e, &mut buf, timeout as i32))?;
     copy_out(events, &buf[..n as usize * 12])?;
     Ok(n)
 }
 
 /// eventfd/eventfd2: a host eventfd.
 pub fn eventfd(k: &Kernel, initval: u64, flags: u64) -> SysResult {
-    let f = net::eventfd(initval as u32, flags as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let f = net::eventfd(initval as u32, flags as i32)?;
     install(k, f, flags)
 }

@@ -58,7 +58,7 @@ fn limit(res: u64) -> Result<[u64; 2], Errno> {
     if res == 7 {
         return Ok([1024, 1024]);
     }
-    host::prlimit(res as u32, None).map_err(|e| Errno { code: e, msg: "" })
+    host::prlimit(res as u32, None)
 }
 
 /// getrlimit(2).
@@ -101,7 +101,7 @@ pub fn times(buf: u64) -> SysResult {
     if buf != 0 {
         copy_out(buf, &[0u8; 32])?;
     }
-    let (s, ns) = host::clock_gettime(1).map_err(|e| Errno { code: e, msg: "" })?;
+    let (s, ns) = host::clock_gettime(1)?;
     Ok(s * 100 + ns / 10_000_000)
 }
 
@@ -168,30 +168,37 @@ pub fn sched_getaffinity(_pid: u64, size: u64, mask: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mut buf = vec![0u8; size.min(1024) as usize];
-    let n = host::sched_getaffinity(&mut buf).map_err(|e| Errno { code: e, msg: "" })?;
+    let n = host::sched_getaffinity(&mut buf)?;
     copy_out(mask, &buf[..n])?;
     Ok(n as i64)
+}
+
+/// getcpu(2): the CPU and NUMA node the calling thread runs on, as the host
+/// reports them (either pointer may be NULL; the third argument is unused
+/// since Linux 2.6.24).
+pub fn getcpu(cpu: u64, node: u64) -> SysResult {
+    let (c, n) = host::getcpu()?;
+    if cpu != 0 {
+        copy_out(cpu, &c.to_le_bytes())?;
+    }
+    if node != 0 {
+        copy_out(node, &n.to_le_bytes())?;
+    }
+    Ok(0)
 }
 
 /// futex(2) on guest memory, forwarded to the host.
 pub fn futex(uaddr: u64, op: u64, val: u64, timeout: u64, uaddr2: u64, val3: u64) -> SysResult {
     let r =
         myst_platform::guestmem::futex(uaddr, op as u32, val as u32, timeout, uaddr2, val3 as u32);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(r)
-    }
+    Errno::result(r)
 }
 
 /// getrandom(2).
 pub fn getrandom(buf: u64, len: u64, _flags: u64) -> SysResult {
     let len = len.min(33_554_431) as usize;
     let mut v = vec![0u8; len];
-    host::getrandom(&mut v).map_err(|e| Errno { code: e, msg: "" })?;
+    host::getrandom(&mut v)?;
     copy_out(buf, &v)?;
     Ok(len as i64)
 }

@@ -50,13 +50,11 @@ pub fn rt_sigaction(k: &Kernel, sig: u64, act: u64, oact: u64, size: u64) -> Sys
                     sud::restorer_address(),
                     mask,
                 ];
-                host::sigaction(sig as i32, Some(host_act))
-                    .map_err(|e| Errno { code: e, msg: "" })?;
+                host::sigaction(sig as i32, Some(host_act))?;
             } else {
                 // Through myst's trampoline, which defers the handler while
                 // the thread runs runtime code.
-                sud::install_guest_handler(sig as i32, handler, flags, mask)
-                    .map_err(|e| Errno { code: e, msg: "" })?;
+                sud::install_guest_handler(sig as i32, handler, flags, mask)?;
             }
         }
         table[sig as usize] = n;
@@ -135,14 +133,7 @@ pub fn kill(pid: u64, sig: u64) -> SysResult {
     }
     let target = if pid == 0 { me as i32 } else { pid };
     let r = host::int_syscall(62, [target as i64 as u64, sig, 0, 0, 0, 0]);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(0)
-    }
+    Errno::result(r).map(|_| 0)
 }
 
 /// tkill/tgkill to a thread of this process.
@@ -153,14 +144,7 @@ pub fn tgkill(nr: u64, a: u64, b: u64, c: u64) -> SysResult {
         return Err(Errno::ESRCH);
     }
     let r = host::int_syscall(234, [tgid, tid, sig, 0, 0, 0]);
-    if r < 0 {
-        Err(Errno {
-            code: (-r) as i32,
-            msg: "",
-        })
-    } else {
-        Ok(0)
-    }
+    Errno::result(r).map(|_| 0)
 }
 
 /// rt_sigsuspend(2): waits for a signal the temporary mask lets through,
@@ -193,8 +177,8 @@ fn suspend(frame: &mut SyscallFrame, temp: u64) -> SysResult {
                 frame.set_sigmask(temp);
                 return Err(Errno::EINTR);
             }
-            Err(4) => continue,
-            Err(e) => return Err(Errno { code: e, msg: "" }),
+            Err(e) if e == Errno::EINTR => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -234,8 +218,7 @@ pub fn rt_sigtimedwait(set: u64, info: u64, ts: u64, size: u64) -> SysResult {
         None
     };
     let mut buf = [0u8; 128];
-    let sig =
-        host::sigtimedwait(wanted, &mut buf, timeout).map_err(|e| Errno { code: e, msg: "" })?;
+    let sig = host::sigtimedwait(wanted, &mut buf, timeout)?;
     if info != 0 {
         copy_out(info, &buf)?;
     }
@@ -251,7 +234,7 @@ pub fn setitimer(which: u64, new: u64, old: u64) -> SysResult {
             v[i] = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         }
     }
-    let prev = host::setitimer(which as i32, &v).map_err(|e| Errno { code: e, msg: "" })?;
+    let prev = host::setitimer(which as i32, &v)?;
     if old != 0 {
         let mut b = Vec::with_capacity(32);
         for x in prev {
@@ -264,7 +247,7 @@ pub fn setitimer(which: u64, new: u64, old: u64) -> SysResult {
 
 /// getitimer(2).
 pub fn getitimer(which: u64, cur: u64) -> SysResult {
-    let v = host::getitimer(which as i32).map_err(|e| Errno { code: e, msg: "" })?;
+    let v = host::getitimer(which as i32)?;
     let mut b = Vec::with_capacity(32);
     for x in v {
         b.extend_from_slice(&x.to_le_bytes());

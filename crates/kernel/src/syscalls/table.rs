@@ -459,7 +459,7 @@ syscall_table! { |k, f, a|
     306 syncfs(fd) => Ok(0);
     307 sendmmsg;
     308 setns;
-    309 getcpu;
+    309 getcpu(ptr, ptr, ptr) => process::getcpu(a[0], a[1]);
     310 process_vm_readv;
     311 process_vm_writev;
     312 kcmp;

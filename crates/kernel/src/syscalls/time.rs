@@ -13,20 +13,16 @@ fn ts_bytes(s: i64, ns: i64) -> [u8; 16] {
     b
 }
 
-fn err(e: i32) -> Errno {
-    Errno { code: e, msg: "" }
-}
-
 /// clock_gettime(2).
 pub fn clock_gettime(clk: u64, tp: u64) -> SysResult {
-    let (s, ns) = host::clock_gettime(clk as i32).map_err(err)?;
+    let (s, ns) = host::clock_gettime(clk as i32)?;
     copy_out(tp, &ts_bytes(s, ns))?;
     Ok(0)
 }
 
 /// clock_getres(2).
 pub fn clock_getres(clk: u64, tp: u64) -> SysResult {
-    let (s, ns) = host::clock_getres(clk as i32).map_err(err)?;
+    let (s, ns) = host::clock_getres(clk as i32)?;
     if tp != 0 {
         copy_out(tp, &ts_bytes(s, ns))?;
     }
@@ -35,7 +31,7 @@ pub fn clock_getres(clk: u64, tp: u64) -> SysResult {
 
 /// gettimeofday(2).
 pub fn gettimeofday(tv: u64, tz: u64) -> SysResult {
-    let (s, ns) = host::clock_gettime(0).map_err(err)?;
+    let (s, ns) = host::clock_gettime(0)?;
     if tv != 0 {
         copy_out(tv, &ts_bytes(s, ns / 1000))?;
     }
@@ -47,7 +43,7 @@ pub fn gettimeofday(tv: u64, tz: u64) -> SysResult {
 
 /// time(2).
 pub fn time_syscall(t: u64) -> SysResult {
-    let (s, _) = host::clock_gettime(0).map_err(err)?;
+    let (s, _) = host::clock_gettime(0)?;
     if t != 0 {
         copy_out(t, &s.to_le_bytes())?;
     }
@@ -78,10 +74,10 @@ pub fn clock_nanosleep(clk: u64, flags: u64, req: u64, rem: u64) -> SysResult {
     match host::clock_nanosleep(clk as i32, flags as i32, t) {
         Ok(()) => Ok(0),
         Err((e, r)) => {
-            if e == 4 && rem != 0 && flags & 1 == 0 {
+            if e == Errno::EINTR && rem != 0 && flags & 1 == 0 {
                 copy_out(rem, &ts_bytes(r.0, r.1))?;
             }
-            Err(err(e))
+            Err(e)
         }
     }
 }

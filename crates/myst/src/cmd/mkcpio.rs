@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use myst_formats::cpio::{display_name, Meta, Writer, MYSTIKOS_MAX_NAME, S_IFMT};
+use myst_formats::mode::{S_IFDIR, S_IFLNK, S_IFREG, S_IPERM};
 use myst_formats::oci::{LayerStreams, MKind, MNode};
 
 /// Files at least this large are copied into the archive by the kernel;
@@ -175,7 +176,7 @@ impl Packer<'_> {
         }
         Meta {
             ino,
-            mode: md.mode() & (S_IFMT | 0o7777),
+            mode: md.mode() & (S_IFMT | myst_formats::mode::S_IPERM),
             uid: md.uid(),
             gid: md.gid(),
             nlink,
@@ -193,7 +194,7 @@ impl Packer<'_> {
         }
         Meta {
             ino,
-            mode: type_bits | u32::from(node.meta.perm & 0o7777),
+            mode: type_bits | (u32::from(node.meta.perm) & S_IPERM),
             uid: node.meta.uid,
             gid: node.meta.gid,
             nlink,
@@ -225,7 +226,7 @@ impl Packer<'_> {
                         .filter(|(n, _)| matches!(m.nodes[*n].kind, MKind::Dir(_)))
                         .count();
                     let nlink = u32::try_from(subdirs).unwrap_or(u32::MAX).saturating_add(2);
-                    let meta = self.image_meta(node, 0o040000, nlink);
+                    let meta = self.image_meta(node, S_IFDIR, nlink);
                     self.w
                         .append_data(rel, &meta, b"")
                         .with_context(|| self.write_err())?;
@@ -241,7 +242,7 @@ impl Packer<'_> {
                             display_name(rel)
                         );
                     }
-                    let meta = self.image_meta(node, 0o100000, 1);
+                    let meta = self.image_meta(node, S_IFREG, 1);
                     let reader = crate::image_source::StreamReader {
                         streams: &mut streams,
                         layer: *layer,
@@ -253,7 +254,7 @@ impl Packer<'_> {
                         .with_context(|| format!("{src} -> {}", self.out.display()))?;
                 }
                 MKind::Symlink(t) => {
-                    let meta = self.image_meta(node, 0o120000, 1);
+                    let meta = self.image_meta(node, S_IFLNK, 1);
                     self.w
                         .append_data(rel, &meta, t)
                         .with_context(|| self.write_err())?;

@@ -139,7 +139,7 @@ pub fn build_image(
 
 /// Like [`build_image`], for an encrypted image: the mke2fs image of
 /// `size` bytes is encrypted into a LUKS1 volume with `key` (the layout of
-/// FORMATS.md §5), then verity and the trailer cover the ciphertext.
+/// docs/FORMATS.md §5), then verity and the trailer cover the ciphertext.
 pub fn build_encrypted_image(tree: &Path, img: &Path, size: u64, key: &[u8; 64]) -> Built {
     use myst_formats::luks::{LuksParams, LuksWriter};
     let plain = img.with_extension("plain");
