@@ -45,11 +45,15 @@ impl Blob {
 
     /// Fills `buf` from byte `off` of the blob.
     pub fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        let end = off
+        if off
             .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the blob"))?;
-        let _ = end;
+            .is_none_or(|e| e > self.len)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the blob",
+            ));
+        }
         self.file.read_exact_at(buf, self.offset + off)
     }
 
