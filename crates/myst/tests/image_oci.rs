@@ -538,8 +538,8 @@ mod base64_lite {
 }
 
 /// An image built with umoci (insert, --whiteout, --opaque) equals what
-/// `umoci unpack` makes of it, from the layout and from the docker archive
-/// `skopeo copy` makes of it.
+/// `umoci unpack` makes of it, from the layout and from the oci-archive and
+/// docker-archive that `skopeo copy` makes of it.
 #[test]
 fn umoci_images_match_umoci_unpack() {
     let work = tempfile::tempdir().unwrap();
@@ -606,8 +606,15 @@ fn umoci_images_match_umoci_unpack() {
         &format!("oci:{img}"),
         &format!("docker-archive:{}:app:latest", docker.display()),
     ]));
+    let ociar = w.join("oci.tar");
+    ok(Command::new("skopeo").args([
+        "copy",
+        &format!("oci:{img}"),
+        &format!("oci-archive:{}:app", ociar.display()),
+    ]));
     for (i, src) in [
         format!("oci:{img}"),
+        format!("oci-archive:{}", ociar.display()),
         format!("docker-archive:{}", docker.display()),
         format!("docker-archive:{}:app:latest", docker.display()),
     ]

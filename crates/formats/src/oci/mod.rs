@@ -336,6 +336,24 @@ impl Image {
         }
     }
 
+    /// Checks every layer blob's digest again (after the image was
+    /// written from it): a blob changed in place between the two reads is
+    /// an error, not a silently different image.
+    pub fn reverify(&self) -> Result<(), OciError> {
+        for l in &self.layers {
+            if let Some(d) = &l.digest {
+                l.blob.verify(d, None).map_err(|e| match e {
+                    OciError::Digest { blob, msg } => OciError::Digest {
+                        blob,
+                        msg: format!("{msg} (it changed while the image was being built)"),
+                    },
+                    e => e,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     fn open_oci(store: Store, r: &ImageRef) -> Result<Image, OciError> {
         let layout = store.file("oci-layout").map_err(|e| match e {
             OciError::Missing(_) => OciError::Invalid(format!(

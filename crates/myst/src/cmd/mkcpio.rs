@@ -117,6 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 config = Some(crate::image_source::config_file(&opened, c, true)?);
             }
             p.pack_image(&opened)?;
+            opened
+                .image
+                .reverify()
+                .with_context(|| opened.image.source.clone())?;
         }
         (None, Some(md)) => p.pack_dir(&args.dir, b".".to_vec(), md)?,
         (None, None) => bail!("internal: no source"),

@@ -366,6 +366,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         b.bar.finish_and_clear();
     }
     let image = image?;
+    if let Some(o) = &opened {
+        o.image.reverify().with_context(|| o.image.source.clone())?;
+    }
 
     let fssig = match &keys {
         Some(k) => {
