@@ -627,6 +627,37 @@ fn umoci_images_match_umoci_unpack() {
         extract(&out, &got);
         assert_same(src, &tree(&got), &want);
     }
+
+    // Two images in one layout: a reference is needed, by name or digest.
+    umoci(&["new", "--image", &format!("{}:empty", lay.display())]);
+    let o = myst()
+        .args(["mkext2", &format!("oci:{}", lay.display())])
+        .arg(w.join("two.img"))
+        .output()
+        .unwrap();
+    let err = fails(&o);
+    assert!(err.contains("holds 2 images: name one"), "{err}");
+    assert!(
+        err.contains("app (sha256:") && err.contains("empty (sha256:"),
+        "{err}"
+    );
+    let index: Value = serde_json::from_slice(&fs::read(lay.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "app")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = w.join("bydigest.img");
+    ok(myst()
+        .args(["mkext2", &format!("oci:{}:{digest}", lay.display())])
+        .arg(&out));
+    let got = w.join("bydigest");
+    extract(&out, &got);
+    assert_same("by digest", &tree(&got), &want);
 }
 
 /// busybox-static packed as a one-layer OCI image (written by the test
