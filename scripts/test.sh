@@ -18,6 +18,10 @@ want musl-gcc musl-tools
 want openssl openssl
 want gcc gcc
 want strace strace
+# image_oci: reference OCI tools (build layouts, unpack, convert transports).
+want umoci umoci
+want skopeo skopeo
+want zstd zstd
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)
 # runtime_debian builds a Debian root with debootstrap (in /usr/sbin).
 [ -x /usr/sbin/debootstrap ] || want debootstrap debootstrap

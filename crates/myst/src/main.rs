@@ -3,6 +3,7 @@
 
 mod cmd;
 pub mod config;
+mod image_source;
 
 use clap::{Parser, Subcommand};
 
