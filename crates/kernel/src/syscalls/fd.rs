@@ -623,7 +623,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
                 b.copy_from_slice(&v);
                 Errno::result(host::ioctl_buf(*fd, req, &mut b))?;
             }
-            f.flags.store(new, Ordering::Relaxed);
+            f.set_flags(new);
             return Ok(0);
         }
         0x5421 => {
