@@ -125,6 +125,36 @@ pub fn exit_thread(code: i32) -> ! {
     }
 }
 
+const PREADV2: u64 = 327;
+const PWRITEV2: u64 = 328;
+const RWF_NOWAIT: u64 = 8;
+
+/// preadv2/pwritev2 of one buffer with RWF_NOWAIT (at `offset`, or the file
+/// position): fails with EAGAIN instead of waiting.
+///
+/// # Safety
+/// `ptr` must be valid for `len` bytes (written for preadv2) for the call.
+unsafe fn rw_nowait(nr: u64, fd: i32, ptr: u64, len: usize, offset: Option<u64>) -> i64 {
+    let iov: [u64; 2] = [ptr, len as u64];
+    let off = offset.map_or(u64::MAX, |o| o);
+    // SAFETY: iov describes the caller's buffer. On x86-64 the whole offset
+    // goes in pos_l (pos_h is ignored); -1 means the file position.
+    unsafe { syscall6(nr, fd as u64, iov.as_ptr() as u64, 1, off, 0, RWF_NOWAIT) }
+}
+
+/// Whether a RWF_NOWAIT result means "try again, waiting": the call would
+/// have blocked (EAGAIN) or the file does not take RWF_NOWAIT.
+fn would_block(r: i64) -> bool {
+    r == Errno::EAGAIN.to_ret() || r == Errno::EOPNOTSUPP.to_ret()
+}
+
+/// Whether the host descriptor waits in read/write (no O_NONBLOCK).
+fn is_blocking(fd: i32) -> bool {
+    // SAFETY: F_GETFL takes no pointer.
+    let fl = unsafe { syscall6(nr::FCNTL, fd as u64, 3, 0, 0, 0, 0) };
+    fl >= 0 && fl & 0o4000 == 0
+}
+
 /// Largest piece of one host transfer through a bounce buffer.
 const BOUNCE: usize = 1 << 20;
 
@@ -158,15 +188,32 @@ fn is_file(fd: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Host read from `fd` into guest memory. The host call fills a runtime
-/// bounce buffer with no lock held (it may block for as long as the other
+/// Host read from `fd` into guest memory. What is there now is read
+/// straight into the guest range (RWF_NOWAIT, under the guest-memory lock);
+/// otherwise the host call fills a runtime bounce buffer with no lock held (it may block for as long as the other
 /// end likes: a pipe, socket or terminal), then the bytes are copied into
 /// the guest range, which is checked before the call (EFAULT consumes
 /// nothing) and again for the copy. If the guest unmaps the range while
 /// the call waits, the bytes read are lost and the result is EFAULT.
 pub fn read_to_guest(fd: i32, addr: u64, len: usize, offset: Option<u64>) -> Result<i64, Fault> {
-    guestmem::check_writable(addr, len)?;
+    // First without waiting, straight into guest memory (no copy).
+    let r = guestmem::with_slice_mut(addr, len, |s| {
+        // SAFETY: `s` is writable guest memory, mapped while the lock is
+        // held; with RWF_NOWAIT the host call does not wait, so holding
+        // the lock across it delays no other thread for long.
+        unsafe { rw_nowait(PREADV2, fd, s.as_mut_ptr() as u64, s.len(), offset) }
+    })?;
     let mut done = 0usize;
+    if r >= 0 {
+        // A regular file is read in full, as Linux does; from anything
+        // else what is there now is the answer.
+        if r as usize == len || r == 0 || !is_file(fd) {
+            return Ok(r);
+        }
+        done = r as usize;
+    } else if !would_block(r) {
+        return Ok(r);
+    }
     loop {
         let chunk = (len - done).min(BOUNCE);
         let r = with_bounce(chunk, |buf| {
@@ -204,8 +251,22 @@ pub fn read_to_guest(fd: i32, addr: u64, len: usize, offset: Option<u64>) -> Res
 /// Host write to `fd` from guest memory, through a runtime bounce buffer
 /// (copied from the checked guest range, then written with no lock held).
 pub fn write_from_guest(fd: i32, addr: u64, len: usize, offset: Option<u64>) -> Result<i64, Fault> {
-    guestmem::check_readable(addr, len)?;
+    // First without waiting, straight from guest memory (no copy); what
+    // does not fit now is written through the bounce buffer, which waits.
+    let r = guestmem::with_slice(addr, len, |s| {
+        // SAFETY: `s` is readable guest memory, mapped while the lock is
+        // held; with RWF_NOWAIT the host call does not wait.
+        unsafe { rw_nowait(PWRITEV2, fd, s.as_ptr() as u64, s.len(), offset) }
+    })?;
     let mut done = 0usize;
+    if r >= 0 {
+        done = r as usize;
+        if done == len || done > 0 && !is_blocking(fd) {
+            return Ok(r);
+        }
+    } else if !would_block(r) {
+        return Ok(r);
+    }
     loop {
         let chunk = (len - done).min(BOUNCE);
         let r = with_bounce(chunk, |buf| {
