@@ -540,26 +540,37 @@ pub fn sigaction(sig: i32, new: Option<[u64; 4]>) -> Result<[u64; 4], Errno> {
 /// multi-threaded process never inherits a runtime lock held by a thread it
 /// does not have.
 pub fn fork() -> Result<u32, Errno> {
+    fork_alone(|fork| fork())
+}
+
+/// Runs `f` while no other thread is in runtime code (see [`fork`]),
+/// handing it the fork to call: what the caller must do atomically with
+/// the fork (lock its descriptor table, take references for the child)
+/// happens inside `f`, after the other threads have left the runtime, so
+/// no thread still inside it can be waiting for a lock `f` holds.
+pub fn fork_alone<R>(f: impl FnOnce(&dyn Fn() -> Result<u32, Errno>) -> R) -> R {
+    crate::sud::world::alone(|| f(&raw_fork))
+}
+
+fn raw_fork() -> Result<u32, Errno> {
     extern "C" {
         #[link_name = "fork"]
         fn libc_fork() -> i32;
         #[link_name = "__errno_location"]
         fn libc_errno() -> *mut i32;
     }
-    crate::sud::world::alone(|| {
-        guestmem::with_map_locked(|| {
-            // SAFETY: fork duplicates the process; memory stays valid in
-            // both. errno is this thread's (the runtime's FS base is
-            // installed).
-            unsafe {
-                let r = libc_fork();
-                if r < 0 {
-                    Err(Errno::from_raw(*libc_errno()))
-                } else {
-                    Ok(r as u32)
-                }
+    guestmem::with_map_locked(|| {
+        // SAFETY: fork duplicates the process; memory stays valid in
+        // both. errno is this thread's (the runtime's FS base is
+        // installed).
+        unsafe {
+            let r = libc_fork();
+            if r < 0 {
+                Err(Errno::from_raw(*libc_errno()))
+            } else {
+                Ok(r as u32)
             }
-        })
+        }
     })
 }
 

@@ -23,27 +23,32 @@ const CLONE_CHILD_SETTID: u64 = 0x1000000;
 fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
     // The child gets a reference on every shared open file description
     // and on every page-store file it maps before it exists; the table
-    // stays locked so none is opened or closed in between.
+    // stays locked so none is opened or closed in between. All of it runs
+    // once the other threads have left the runtime (host::fork_alone): a
+    // thread inside it may be waiting for the descriptor table.
     let k = crate::kernel();
-    let fds = lock(&k.fds);
-    let files: Vec<_> = fds.list().into_iter().map(|(_, e)| e.file).collect();
-    let ticket = crate::ofd::fork_prepare(files.iter().filter_map(|f| f.desc()))?;
-    let held = crate::pagestore::before_fork();
-    let pid = match host::fork() {
-        Ok(pid) => pid,
-        Err(e) => {
-            crate::pagestore::fork_failed(&held);
-            crate::ofd::fork_abort(ticket);
-            return Err(e.with("fork"));
+    let pid = host::fork_alone(|fork| -> Result<u32, Errno> {
+        let fds = lock(&k.fds);
+        let files: Vec<_> = fds.list().into_iter().map(|(_, e)| e.file).collect();
+        let ticket = crate::ofd::fork_prepare(files.iter().filter_map(|f| f.desc()))?;
+        let held = crate::pagestore::before_fork();
+        let pid = match fork() {
+            Ok(pid) => pid,
+            Err(e) => {
+                crate::pagestore::fork_failed(&held);
+                crate::ofd::fork_abort(ticket);
+                return Err(e.with("fork"));
+            }
+        };
+        if pid == 0 {
+            crate::ofd::fork_child(ticket);
+        } else {
+            crate::ofd::fork_parent(ticket, pid);
         }
-    };
-    if pid == 0 {
-        crate::ofd::fork_child(ticket);
-    } else {
-        crate::ofd::fork_parent(ticket, pid);
-    }
-    drop(fds);
-    drop(files);
+        drop(fds);
+        drop(files);
+        Ok(pid)
+    })?;
     if pid == 0 {
         if let Err(e) = sud::rearm_after_fork() {
             host::write_stderr(format!("myst: error: fork child: {e}\n").as_bytes());
