@@ -3,15 +3,14 @@
 //! read-only: nothing myst does ever writes to an image.
 
 use crate::{check_range, BlockDevice, BlockError, BlockResult};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use myst_platform::hostio::ReadOnlyFile;
 use std::path::Path;
 
 /// A read-only block device over a host file. A final partial block reads
 /// as if padded with zeros.
 #[derive(Debug)]
 pub struct HostFile {
-    file: File,
+    file: ReadOnlyFile,
     name: String,
     len: u64,
     block_size: usize,
@@ -27,13 +26,13 @@ impl HostFile {
             offset: 0,
             source,
         };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        Self::from_file(file, name, block_size, len)
+        let file = ReadOnlyFile::open(path).map_err(io)?;
+        Self::from_file(file, name, block_size)
     }
 
-    /// Wraps an already open file, exposing its first `len` bytes.
-    pub fn from_file(file: File, name: String, block_size: usize, len: u64) -> BlockResult<Self> {
+    /// Wraps an already open file, exposing the bytes it had when opened.
+    pub fn from_file(file: ReadOnlyFile, name: String, block_size: usize) -> BlockResult<Self> {
+        let len = file.len();
         if !block_size.is_power_of_two() || !(512..=crate::MAX_BLOCK_SIZE).contains(&block_size) {
             return Err(BlockError::BadBuffer { len: 0, block_size });
         }
@@ -66,7 +65,7 @@ impl HostFile {
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
-            match self.file.read_at(&mut buf[done..], pos) {
+            match self.file.pread(&mut buf[done..], pos) {
                 Ok(0) => {
                     if pos >= self.len {
                         // The zero padding of the last block.
@@ -79,7 +78,6 @@ impl HostFile {
                     });
                 }
                 Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     return Err(BlockError::Io {
                         device: self.name.clone(),

@@ -19,66 +19,7 @@ pub use myst_platform::errno::Errno;
 /// Result of file-system operations.
 pub type FsResult<T> = Result<T, Errno>;
 
-/// File type, as in the `S_IFMT` bits of a mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// Regular file.
-    Regular,
-    /// Directory.
-    Directory,
-    /// Symbolic link.
-    Symlink,
-    /// Character device.
-    CharDev,
-    /// Block device.
-    BlockDev,
-    /// Named pipe.
-    Fifo,
-    /// Unix socket.
-    Socket,
-}
-
-impl FileType {
-    /// The `S_IFMT` bits of this type.
-    pub fn mode_bits(self) -> u32 {
-        match self {
-            FileType::Regular => 0o100000,
-            FileType::Directory => 0o040000,
-            FileType::Symlink => 0o120000,
-            FileType::CharDev => 0o020000,
-            FileType::BlockDev => 0o060000,
-            FileType::Fifo => 0o010000,
-            FileType::Socket => 0o140000,
-        }
-    }
-
-    /// The type named by the `S_IFMT` bits of `mode`, if valid.
-    pub fn from_mode(mode: u32) -> Option<FileType> {
-        Some(match mode & 0o170000 {
-            0o100000 => FileType::Regular,
-            0o040000 => FileType::Directory,
-            0o120000 => FileType::Symlink,
-            0o020000 => FileType::CharDev,
-            0o060000 => FileType::BlockDev,
-            0o010000 => FileType::Fifo,
-            0o140000 => FileType::Socket,
-            _ => return None,
-        })
-    }
-
-    /// The `d_type` value of getdents64.
-    pub fn dirent_type(self) -> u8 {
-        match self {
-            FileType::Fifo => 1,
-            FileType::CharDev => 2,
-            FileType::Directory => 4,
-            FileType::BlockDev => 6,
-            FileType::Regular => 8,
-            FileType::Symlink => 10,
-            FileType::Socket => 12,
-        }
-    }
-}
+pub use myst_formats::mode::FileType;
 
 /// A point in time (seconds and nanoseconds since the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]

@@ -1,4 +1,5 @@
 //! The `myst` command: builds root file system images and runs programs from them.
+#![forbid(unsafe_code)]
 
 mod cmd;
 

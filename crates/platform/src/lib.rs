@@ -7,6 +7,7 @@
 pub mod errno;
 pub mod guestmem;
 pub mod host;
+pub mod hostio;
 pub mod net;
 pub mod raw;
 pub mod rewrite;

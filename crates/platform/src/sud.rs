@@ -66,6 +66,25 @@ pub struct ControlBlock {
     clear_tid: u64,
 }
 
+// The entry stubs (here and in rewrite.rs) reach the control block with
+// literal offsets; these checks keep the struct and the assembly in step.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(ControlBlock, runtime_fs) == 0);
+    assert!(offset_of!(ControlBlock, guest_fs) == 8);
+    assert!(offset_of!(ControlBlock, selector) == 16);
+    assert!(offset_of!(ControlBlock, fast_top) == 32);
+    assert!(offset_of!(ControlBlock, self_ptr) == 40);
+    assert!(offset_of!(ControlBlock, all_mask) == 48);
+    assert!(offset_of!(ControlBlock, xsave_lo) == 56);
+    assert!(offset_of!(ControlBlock, xsave_hi) == 60);
+    assert!(offset_of!(ControlBlock, in_runtime) == 64);
+    assert!(offset_of!(ControlBlock, pending) == 72);
+    assert!(offset_of!(ControlBlock, host_rsp) == 80);
+    assert!(offset_of!(ControlBlock, clear_tid) == 88);
+    assert!(core::mem::size_of::<ControlBlock>() <= XSAVE_OFFSET);
+};
+
 /// Offset of the XSAVE area (64-byte aligned) from the control block.
 pub(crate) const XSAVE_OFFSET: usize = 4096;
 /// Room for the XSAVE area; the signal stack starts above it.

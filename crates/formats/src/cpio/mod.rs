@@ -44,61 +44,7 @@ pub const MAX_NAME_SIZE: u32 = 4096;
 /// 256 bytes. `myst mkcpio` refuses longer names so images stay portable.
 pub const MYSTIKOS_MAX_NAME: usize = 255;
 
-/// The file type bits of a mode.
-pub const S_IFMT: u32 = 0o170_000;
-
-/// The type of an entry, from the `S_IFMT` bits of its mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// A regular file.
-    Regular,
-    /// A directory.
-    Directory,
-    /// A symbolic link; the data is the target.
-    Symlink,
-    /// A character device.
-    CharDevice,
-    /// A block device.
-    BlockDevice,
-    /// A named pipe.
-    Fifo,
-    /// A Unix socket.
-    Socket,
-}
-
-impl FileType {
-    /// The type named by `mode`'s `S_IFMT` bits, if it is a known one.
-    pub fn from_mode(mode: u32) -> Option<FileType> {
-        Some(match mode & S_IFMT {
-            0o100_000 => FileType::Regular,
-            0o040_000 => FileType::Directory,
-            0o120_000 => FileType::Symlink,
-            0o020_000 => FileType::CharDevice,
-            0o060_000 => FileType::BlockDevice,
-            0o010_000 => FileType::Fifo,
-            0o140_000 => FileType::Socket,
-            _ => return None,
-        })
-    }
-
-    /// The `S_IFMT` bits of this type.
-    pub fn mode_bits(self) -> u32 {
-        match self {
-            FileType::Regular => 0o100_000,
-            FileType::Directory => 0o040_000,
-            FileType::Symlink => 0o120_000,
-            FileType::CharDevice => 0o020_000,
-            FileType::BlockDevice => 0o060_000,
-            FileType::Fifo => 0o010_000,
-            FileType::Socket => 0o140_000,
-        }
-    }
-
-    /// True for the types whose entries carry data (file contents, link target).
-    pub fn has_data(self) -> bool {
-        matches!(self, FileType::Regular | FileType::Symlink)
-    }
-}
+pub use crate::mode::{FileType, S_IFMT};
 
 /// The metadata of an entry: every header field except the sizes and the check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -293,7 +293,7 @@ fn absurd_sizes_and_bad_headers_are_refused() {
         (b"x", 0o000644, b"", "unknown file type"),
         (b"x", 0o1100644, b"", "stray bits"),
         (b"x", 0o100644, b"", ""),
-        (b"c", 0o020644, b"1", "CharDevice entry"),
+        (b"c", 0o020644, b"1", "CharDev entry"),
     ];
     for (n, mode, data, want) in cases {
         let mut a = raw_entry(MAGIC_NEWC, fields(1, mode, 1, n, data, 0), n, data, true);

@@ -6,6 +6,7 @@
 //! sizes and ranges and never panic.
 
 use super::Ext2Error;
+use crate::mode;
 
 /// Byte offset of the primary superblock.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -50,22 +51,23 @@ pub const ERRORS_CONTINUE: u16 = 1;
 /// `s_flags`: directory hashes use signed chars (what x86 mke2fs sets).
 pub const FLAGS_SIGNED_HASH: u32 = 0x0001;
 
+// Mode bits in the 16-bit `i_mode` field: the definitions of crate::mode.
 /// Mode type bits.
-pub const S_IFMT: u16 = 0o170000;
+pub const S_IFMT: u16 = mode::S_IFMT as u16;
 /// Socket.
-pub const S_IFSOCK: u16 = 0o140000;
+pub const S_IFSOCK: u16 = mode::S_IFSOCK as u16;
 /// Symbolic link.
-pub const S_IFLNK: u16 = 0o120000;
+pub const S_IFLNK: u16 = mode::S_IFLNK as u16;
 /// Regular file.
-pub const S_IFREG: u16 = 0o100000;
+pub const S_IFREG: u16 = mode::S_IFREG as u16;
 /// Block device.
-pub const S_IFBLK: u16 = 0o060000;
+pub const S_IFBLK: u16 = mode::S_IFBLK as u16;
 /// Directory.
-pub const S_IFDIR: u16 = 0o040000;
+pub const S_IFDIR: u16 = mode::S_IFDIR as u16;
 /// Character device.
-pub const S_IFCHR: u16 = 0o020000;
+pub const S_IFCHR: u16 = mode::S_IFCHR as u16;
 /// FIFO.
-pub const S_IFIFO: u16 = 0o010000;
+pub const S_IFIFO: u16 = mode::S_IFIFO as u16;
 
 /// Directory entry file types (`filetype` feature).
 pub mod ft {
@@ -85,6 +87,35 @@ pub mod ft {
     pub const SOCK: u8 = 6;
     /// Symbolic link.
     pub const SYMLINK: u8 = 7;
+
+    use crate::mode::FileType;
+
+    /// The directory-entry type byte of `t`.
+    pub const fn of(t: FileType) -> u8 {
+        match t {
+            FileType::Regular => REG,
+            FileType::Directory => DIR,
+            FileType::CharDev => CHR,
+            FileType::BlockDev => BLK,
+            FileType::Fifo => FIFO,
+            FileType::Socket => SOCK,
+            FileType::Symlink => SYMLINK,
+        }
+    }
+
+    /// The file type a directory-entry type byte names, if any.
+    pub const fn kind(b: u8) -> Option<FileType> {
+        Some(match b {
+            REG => FileType::Regular,
+            DIR => FileType::Directory,
+            CHR => FileType::CharDev,
+            BLK => FileType::BlockDev,
+            FIFO => FileType::Fifo,
+            SOCK => FileType::Socket,
+            SYMLINK => FileType::Symlink,
+            _ => return None,
+        })
+    }
 }
 
 fn rd16(b: &[u8], o: usize) -> u16 {
@@ -514,15 +545,9 @@ impl Inode {
 
 /// The directory entry file type for a mode.
 pub fn mode_file_type(mode: u16) -> u8 {
-    match mode & S_IFMT {
-        S_IFREG => ft::REG,
-        S_IFDIR => ft::DIR,
-        S_IFCHR => ft::CHR,
-        S_IFBLK => ft::BLK,
-        S_IFIFO => ft::FIFO,
-        S_IFSOCK => ft::SOCK,
-        S_IFLNK => ft::SYMLINK,
-        _ => ft::UNKNOWN,
+    match mode::FileType::from_mode(mode as u32) {
+        Some(t) => ft::of(t),
+        None => ft::UNKNOWN,
     }
 }
 

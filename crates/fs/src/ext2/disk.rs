@@ -465,7 +465,7 @@ impl Inode {
         }
         let mode = le16(r, 0);
         let size_lo = u64::from(le32(r, 4));
-        let size = if mode & 0o170000 == 0o100000 {
+        let size = if FileType::from_mode(u32::from(mode)) == Some(FileType::Regular) {
             size_lo | u64::from(le32(r, 108)) << 32
         } else {
             size_lo
@@ -519,7 +519,7 @@ impl Inode {
             put32(r, 40 + 4 * i, *b);
         }
         put32(r, 104, self.file_acl);
-        if self.mode & 0o170000 == 0o100000 {
+        if FileType::from_mode(u32::from(self.mode)) == Some(FileType::Regular) {
             put32(r, 108, (self.size >> 32) as u32);
         }
         put16(r, 120, (self.uid >> 16) as u16);
@@ -605,31 +605,14 @@ pub fn dev_minor(d: u64) -> u32 {
     (((d >> 12) & 0xffffff00) | (d & 0xff)) as u32
 }
 
-/// ext2 directory-entry file type for a file type.
+/// ext2 directory-entry type byte of a file type.
 pub fn dirent_type(k: FileType) -> u8 {
-    match k {
-        FileType::Regular => 1,
-        FileType::Directory => 2,
-        FileType::CharDev => 3,
-        FileType::BlockDev => 4,
-        FileType::Fifo => 5,
-        FileType::Socket => 6,
-        FileType::Symlink => 7,
-    }
+    myst_formats::ext2::structs::ft::of(k)
 }
 
 /// File type of an ext2 directory-entry type byte.
 pub fn dirent_kind(t: u8) -> Option<FileType> {
-    Some(match t {
-        1 => FileType::Regular,
-        2 => FileType::Directory,
-        3 => FileType::CharDev,
-        4 => FileType::BlockDev,
-        5 => FileType::Fifo,
-        6 => FileType::Socket,
-        7 => FileType::Symlink,
-        _ => return None,
-    })
+    myst_formats::ext2::structs::ft::kind(t)
 }
 
 /// One parsed directory entry.

@@ -167,7 +167,7 @@ impl State {
             }
         }
         if let Some(p) = set.perm {
-            i.mode = (i.mode & 0o170000) | (p & 0o7777) as u16;
+            i.mode = myst_formats::mode::with_perm(u32::from(i.mode), p) as u16;
         }
         if let Some(u) = set.uid {
             i.uid = u;

@@ -201,11 +201,7 @@ pub fn openat(k: &Kernel, dirfd: u64, pathp: u64, flags: u64, mode: u64) -> SysR
     }
     let path_bytes = chain.path();
     let file = if loc.mnt.fstype == "devtmpfs" && loc.ino == devfs::TTY && flags & O_PATH == 0 {
-        let tty = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .map_err(|e| Errno::from(e).with("/dev/tty"))?;
+        let tty = myst_platform::hostio::open_tty().map_err(|e| e.with("/dev/tty"))?;
         use std::os::fd::AsRawFd;
         let fd = tty.as_raw_fd();
         OpenFile::new(

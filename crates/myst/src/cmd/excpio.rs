@@ -234,7 +234,7 @@ impl Extractor<'_> {
                 Ok(n) => n,
                 Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
                     let st = rustix::fs::statat(&fd, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW);
-                    if st.is_ok_and(|s| s.st_mode & 0o170_000 == 0o120_000) {
+                    if st.is_ok_and(|s| FileType::from_mode(s.st_mode) == Some(FileType::Symlink)) {
                         bail!(
                             "refusing to go through {:?}: it is a symbolic link",
                             shown()
@@ -270,7 +270,7 @@ impl Extractor<'_> {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(Errno::ISDIR) | Err(Errno::PERM)
                 if rustix::fs::statat(dir, leaf, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|s| s.st_mode & 0o170_000 == 0o040_000) =>
+                    .is_ok_and(|s| FileType::from_mode(s.st_mode) == Some(FileType::Directory)) =>
             {
                 bail!("a directory is already there")
             }
@@ -287,7 +287,7 @@ impl Extractor<'_> {
                 Err(Errno::EXIST) => {
                     let st = rustix::fs::statat(&dir, leaf, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(|e| errno(e, "stat"))?;
-                    if st.st_mode & 0o170_000 != 0o040_000 {
+                    if FileType::from_mode(st.st_mode) != Some(FileType::Directory) {
                         self.clear(&dir, leaf)?;
                         rustix::fs::mkdirat(&dir, leaf, Mode::RWXU)
                             .map_err(|e| errno(e, "mkdir"))?;

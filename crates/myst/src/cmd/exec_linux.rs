@@ -99,15 +99,7 @@ fn load_cpio(path: &Path, memory_size: u64) -> anyhow::Result<RamFs> {
     let mut list = Vec::new();
     for entry in cpio::entries(&archive) {
         let e = entry.with_context(|| format!("cannot mount CPIO root {}", path.display()))?;
-        let kind = match e.file_type {
-            cpio::FileType::Regular => FileType::Regular,
-            cpio::FileType::Directory => FileType::Directory,
-            cpio::FileType::Symlink => FileType::Symlink,
-            cpio::FileType::CharDevice => FileType::CharDev,
-            cpio::FileType::BlockDevice => FileType::BlockDev,
-            cpio::FileType::Fifo => FileType::Fifo,
-            cpio::FileType::Socket => FileType::Socket,
-        };
+        let kind = e.file_type;
         let m = e.meta;
         let link_key = (kind == FileType::Regular && m.nlink > 1)
             .then_some(((m.dev_major as u64) << 48) ^ ((m.dev_minor as u64) << 32) ^ m.ino as u64);

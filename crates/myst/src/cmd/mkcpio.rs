@@ -138,7 +138,7 @@ impl Packer<'_> {
         }
         Meta {
             ino,
-            mode: md.mode() & (S_IFMT | 0o7777),
+            mode: md.mode() & (S_IFMT | myst_formats::mode::S_IPERM),
             uid: md.uid(),
             gid: md.gid(),
             nlink,
