@@ -209,6 +209,28 @@ log "running $n_total entries, $jobs at a time, ${timeout_s}s each; results in $
 export GUARD="${guard[*]}" MYST="$myst" IMG="$img" OUT="$out" TIMEOUT_S="$timeout_s" CLOCK_TESTS="$clock_tests" \
        CLOCK_RE="$clock_re" MEM="${LTP_MEMORY:-256m}"
 
+# Live (not zombie) host processes of one test: in session $1 or carrying
+# marker $2 in their environment. Prints their pids on one line.
+leftovers() {
+    local sid="$1" marker="$2" p st state pids=""
+    for p in /proc/[0-9]*/stat; do
+        { read -r st < "$p"; } 2>/dev/null || continue
+        st="${st##*) }"
+        # Fields after the command name: state ppid pgrp session ...
+        read -r state _ _ st _ <<< "$st"
+        [ "$state" = Z ] && continue
+        if [ -n "$sid" ] && [ "$st" = "$sid" ]; then
+            p="${p#/proc/}"; pids="$pids ${p%/stat}"
+        fi
+    done
+    # A zombie's environment reads empty, so this finds live ones only.
+    for p in $(grep -lzxF "$marker" /proc/[0-9]*/environ 2>/dev/null); do
+        p="${p#/proc/}"; pids="$pids ${p%/environ}"
+    done
+    echo $pids | tr ' ' '\n' | sort -un | paste -sd' ' -
+}
+export -f leftovers
+
 # One entry: runs in its own session with a marker in the environment of
 # every host process it makes (myst's guest processes are host processes that
 # keep myst's environment block), so leftovers are found and killed even when
@@ -238,25 +260,17 @@ run_one() {
     set -e
     end="$(date +%s.%N)"
     secs="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')"
-    # Leftovers: the session's processes and anything carrying the marker.
+    # Leftovers: the session's processes and anything carrying the marker,
+    # still there a second after myst exited (a child the test just killed
+    # may take a moment to go).
     sid="$(cat "$OUT/logs/$name.sid" 2>/dev/null || true)"
-    pids=""
-    local p st
-    if [ -n "$sid" ]; then
-        for p in /proc/[0-9]*/stat; do
-            { read -r st < "$p"; } 2>/dev/null || continue
-            st="${st##*) }"
-            # Fields after the command name: state ppid pgrp session ...
-            read -r _ _ _ st _ <<< "$st"
-            [ "$st" = "$sid" ] && { p="${p#/proc/}"; pids="$pids ${p%/stat}"; }
-        done
-    fi
-    for p in $(grep -lzxF "$marker" /proc/[0-9]*/environ 2>/dev/null); do
-        p="${p#/proc/}"
-        pids="$pids ${p%/environ}"
+    local p st try
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        pids="$(leftovers "$sid" "$marker")"
+        [ -z "$pids" ] && break
+        sleep 0.1
     done
-    pids="$(echo $pids | tr ' ' '\n' | sort -un | tr '\n' ' ')"
-    if [ -n "${pids// /}" ]; then
+    if [ -n "$pids" ]; then
         echo "ltp.sh: leftover processes killed: $pids" >> "$logf"
         kill -KILL $pids 2>/dev/null || true
     fi
@@ -276,7 +290,7 @@ run_one() {
     unh="$(grep -o 'unhandled syscall [a-z0-9_]*' "$logf" | awk '{ print $3 }' | sort -u | paste -sd, -)"
     last="$(grep -v '^ltp.sh:' "$logf" | grep -v 'unhandled syscall' | awk 'NF' | tail -n 3 \
             | tr '\t' ' ' | cut -c1-200 | paste -sd'|' - | sed 's/|/ | /g')"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$unh" "${pids% }" "$last" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$unh" "$pids" "$last" \
         > "$OUT/logs/$name.row"
 }
 export -f run_one
@@ -329,7 +343,8 @@ cat "$summary"
 log "per-test results: $tsv"
 
 if [ "$check" = 1 ]; then
-    bad="$(awk -F'\t' 'NR > 1 && $2 != "pass" { print $1 " (" $2 ")" }' "$tsv")"
+    bad="$(awk -F'\t' 'NR > 1 && $2 != "pass" { print $1 " (" $2 ")"; next }
+                       NR > 1 && $6 != "" { print $1 " (left processes running)" }' "$tsv")"
     if [ -n "$bad" ]; then
         echo "ltp.sh: entries of $list that no longer pass:" >&2
         echo "$bad" | sed 's/^/  /' >&2
