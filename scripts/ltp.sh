@@ -253,12 +253,13 @@ run_one() {
     set +e
     # The guest's command line goes through busybox sh like LTP's own runner
     # (runltp) does; cd to TMPDIR like runltp.
-    env -i "$marker" PATH=/usr/bin:/bin HOME=/root \
+    # (stderr of the group: bash's own "Killed" notice after a timeout.)
+    { env -i "$marker" PATH=/usr/bin:/bin HOME=/root \
         setsid sh -c 'echo $$ > "$1"; shift; exec timeout -s KILL "$@"' sh "$OUT/logs/$name.sid" \
         "$TIMEOUT_S" $GUARD "$MYST" exec-linux --roothash "$IMG.roothash" --memory-size "$MEM" "$IMG" /bin/env -i \
         LTPROOT=/ltp TMPDIR=/tmp PATH=/ltp/testcases/bin:/bin:/usr/bin:/sbin:/usr/sbin \
         HOME=/root LTP_TIMEOUT_MUL=1 /bin/sh -c "cd /tmp && exec $cmd" \
-        > "$logf" 2>&1 < /dev/null
+        > "$logf" 2>&1 < /dev/null; } 2>/dev/null
     rc=$?
     set -e
     end="$(date +%s.%N)"
