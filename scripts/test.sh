@@ -18,6 +18,10 @@ want musl-gcc musl-tools
 want openssl openssl
 want gcc gcc
 want strace strace
+# image_oci: reference OCI tools (build layouts, unpack, convert transports).
+want umoci umoci
+want skopeo skopeo
+want zstd zstd
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)
 # The LTP test (crates/myst/tests/ltp.rs, scripts/ltp.sh) builds the Linux
 # Test Project from third_party/ltp: autotools, make, pkg-config, xz, strip

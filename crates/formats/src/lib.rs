@@ -16,6 +16,7 @@ pub mod ext2;
 pub mod fssig;
 pub mod luks;
 pub mod mode;
+pub mod oci;
 pub mod sign;
 pub mod verity;
 pub mod xts;

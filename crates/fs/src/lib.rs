@@ -190,4 +190,53 @@ pub trait FileSystem: Send + Sync {
     /// Ends one [`FileSystem::retain`]; an unlinked inode nobody uses any
     /// more is freed.
     fn release(&self, _ino: Ino) {}
+    /// True when one object serves every process forked after the mount
+    /// (state in shared memory), so retain/release counts are for all of
+    /// them: a hold taken in one process may be released in another. False
+    /// for per-process file systems (a fork child has its own copy and
+    /// releases its own holds).
+    fn shared_holds(&self) -> bool {
+        false
+    }
+    /// A number that, with the inode number, names this file's contents for
+    /// as long as the file exists: an inode number that is freed and handed
+    /// to a new file gets a different generation (ext2's `i_generation`).
+    /// The kernel's page store keys file pages by (file system, inode,
+    /// generation), so pages of a deleted file never show up in its successor.
+    fn generation(&self, _ino: Ino) -> FsResult<u64> {
+        Ok(0)
+    }
+    /// A host file holding `ino`'s bytes, when the file system is a view of
+    /// host files (hostfs): the kernel maps it directly for mmap, and the host
+    /// keeps every mapping and read/write coherent. `write`: opened writable.
+    fn host_file(
+        &self,
+        _ino: Ino,
+        _write: bool,
+    ) -> Option<FsResult<std::sync::Arc<std::fs::File>>> {
+        None
+    }
+    /// The concrete type, for layers that wrap a file system and need to
+    /// find their wrapper again (the kernel's page store).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+}
+
+/// A generation for a newly created inode: differs between processes and
+/// between calls (pid, time and a counter mixed), never 0.
+pub fn fresh_generation() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let c = u64::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut x = t ^ (u64::from(std::process::id()) << 32) ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64 finalizer
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x as u32).max(1)
 }

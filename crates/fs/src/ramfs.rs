@@ -56,6 +56,9 @@ enum Content {
 struct Node {
     attr: Attr,
     content: Content,
+    /// Distinguishes files created after a fork in different processes
+    /// (their private copies hand out the same inode numbers).
+    generation: u64,
 }
 
 struct Inner {
@@ -122,6 +125,7 @@ impl RamFs {
                 entries: BTreeMap::new(),
                 parent: ROOT,
             },
+            generation: 0,
         };
         let mut nodes = HashMap::new();
         nodes.insert(ROOT, root);
@@ -649,6 +653,7 @@ impl FileSystem for RamFs {
                     ctime: new.time,
                 },
                 content,
+                generation: u64::from(crate::fresh_generation()),
             },
         );
         g.entries_mut(dir)?.insert(name.to_vec(), ino);
@@ -796,6 +801,10 @@ impl FileSystem for RamFs {
 
     fn fsync(&self, _ino: Ino) -> FsResult<()> {
         Ok(())
+    }
+
+    fn generation(&self, ino: Ino) -> FsResult<u64> {
+        Ok(self.r().node(ino)?.generation)
     }
 
     fn retain(&self, ino: Ino) {

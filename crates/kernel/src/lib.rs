@@ -9,6 +9,9 @@
 pub mod devfs;
 pub mod elf;
 pub mod file;
+pub mod locks;
+pub mod ofd;
+pub mod pagestore;
 pub mod procfs;
 pub mod stat;
 pub mod syscalls;
@@ -58,6 +61,35 @@ pub struct Config {
     pub hostname: Option<String>,
     /// Rewrite hot syscall sites to skip the signal round trip.
     pub rewrite_syscalls: bool,
+    /// Default thread stack size (reported as RLIMIT_STACK, which glibc
+    /// uses for its threads); None: the host's limit.
+    pub thread_stack_size: Option<u64>,
+    /// At most this many CPUs in sched_getaffinity and /proc/cpuinfo.
+    pub max_affinity_cpus: Option<u64>,
+    /// brk never grows the heap (the C library then uses mmap).
+    pub no_brk: bool,
+    /// The main stack is executable.
+    pub exec_stack: bool,
+    /// File systems mounted before the program starts (config.json Mount entries).
+    pub mounts: Vec<MountSpec>,
+    /// Trust anchors for ext2 images mounted by the guest with mount().
+    pub trust: myst_blockdev::trust::TrustPolicy,
+    /// Owner mappings of hostfs mounts the guest makes.
+    pub host_ids: myst_fs::hostfs::IdMap,
+}
+
+/// A file system to mount before the program starts.
+pub struct MountSpec {
+    /// Absolute guest path; created (in the mount table only) when missing.
+    pub target: Vec<u8>,
+    /// The file system.
+    pub fs: Arc<dyn FileSystem>,
+    /// Type name for /proc/mounts.
+    pub fstype: &'static str,
+    /// Source for /proc/mounts.
+    pub source: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// Errors starting a guest.
@@ -82,6 +114,22 @@ pub enum KernelError {
     /// The program path is not absolute.
     #[error("the program path must be absolute (start with /): {0}")]
     RelativePath(String),
+    /// A configuration mount could not be made.
+    #[error("cannot mount {target}: {err}")]
+    Mount {
+        /// Guest path.
+        target: String,
+        /// Why.
+        err: Errno,
+    },
+    /// The working directory is not a directory.
+    #[error("working directory {path}: {err}")]
+    Cwd {
+        /// Guest path.
+        path: String,
+        /// Why.
+        err: Errno,
+    },
     /// Platform setup failed.
     #[error(transparent)]
     Platform(#[from] myst_platform::PlatformError),
@@ -146,6 +194,18 @@ pub struct Kernel {
     pub memory_size: u64,
     /// Host name.
     pub hostname: Option<String>,
+    /// RLIMIT_STACK reported to the guest (ThreadStackSize).
+    pub thread_stack_size: Option<u64>,
+    /// CPU limit for affinity and /proc/cpuinfo (MaxAffinityCPUs).
+    pub max_affinity_cpus: Option<u64>,
+    /// brk never grows (NoBrk).
+    pub no_brk: bool,
+    /// Executable main stack (ExecStack).
+    pub exec_stack: bool,
+    /// Trust anchors for guest mount() of ext2 images.
+    pub trust: myst_blockdev::trust::TrustPolicy,
+    /// Owner mappings for guest mount() of hostfs.
+    pub host_ids: myst_fs::hostfs::IdMap,
 }
 
 static KERNEL: OnceLock<Kernel> = OnceLock::new();
@@ -165,18 +225,25 @@ pub fn kernel() -> &'static Kernel {
 /// guest processes see one /tmp; a per-process ramfs if that fails.
 fn shared_tmp(name: &str, size: u64) -> Arc<dyn FileSystem> {
     match myst_fs::ext2::tmp::shared_empty(name, size, 0o1777) {
-        Ok(fs) => Arc::new(fs),
+        Ok(fs) => pagestore::wrap(Arc::new(fs), false),
         Err(e) => {
             let msg = format!("myst: warning: {e}; {name} is not shared across fork\n");
             myst_platform::host::write_stderr(msg.as_bytes());
-            Arc::new(myst_fs::ramfs::RamFs::new(0o1777, size))
+            pagestore::wrap(Arc::new(myst_fs::ramfs::RamFs::new(0o1777, size)), true)
         }
     }
 }
 
 fn build_vfs(root: RootFs, memory_size: u64) -> (Vfs, Chain) {
+    // A hostfs root maps host files directly; the others share file pages
+    // through the page store.
+    let root_fs = match root.fstype {
+        "hostfs" => root.fs,
+        "ramfs" => pagestore::wrap(root.fs, true),
+        _ => pagestore::wrap(root.fs, false),
+    };
     let vfs = Vfs::new(
-        root.fs,
+        root_fs,
         root.fstype,
         root.source,
         root.read_only,
@@ -291,7 +358,9 @@ pub fn load_program(
     }
     {
         let mut b = lock(&k.brk);
-        b.start = image.end;
+        // NoBrk: a break that never moves (brk answers the current break,
+        // as Linux does when it cannot grow the heap).
+        b.start = if k.no_brk { u64::MAX } else { image.end };
         b.cur = image.end;
         b.mapped_end = image.end;
     }
@@ -325,8 +394,13 @@ pub fn load_program(
         (at::SECURE, 0),
         (at::HWCAP2, myst_platform::host::getauxval(at::HWCAP2)),
     ];
-    let (sp, _, auxv_bytes) = elf::build_stack(stack_size, argv, envp, path, &auxv)
+    let (sp, stack_base, auxv_bytes) = elf::build_stack(stack_size, argv, envp, path, &auxv)
         .map_err(|e| not_exec(format!("building the stack: {e}")))?;
+    if k.exec_stack {
+        // build_stack maps at least 64 KiB.
+        myst_platform::guestmem::protect(stack_base, stack_size.max(64 * 1024), 7)
+            .map_err(|e| not_exec(format!("making the stack executable: errno {e}")))?;
+    }
     *lock(&k.auxv) = auxv_bytes;
     Ok((entry, sp))
 }
@@ -377,10 +451,53 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
             String::from_utf8_lossy(&config.program).into_owned(),
         ));
     }
+    if let Err(e) = pagestore::init(config.memory_size) {
+        let msg = format!("myst: warning: no page store ({e}): shared file mappings give ENODEV\n");
+        myst_platform::host::write_stderr(msg.as_bytes());
+    }
     let (vfs, root) = build_vfs(config.root, config.memory_size);
+    // Parents before the mounts inside them, whatever the config's order.
+    let mut mounts = config.mounts;
+    mounts.sort_by_key(|m| {
+        m.target
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .count()
+    });
+    for m in mounts {
+        let shown = || String::from_utf8_lossy(&m.target).into_owned();
+        // Configuration mounts may replace the built-in ones (/tmp).
+        vfs.mount_at(
+            &root,
+            &root,
+            &m.target,
+            m.fs,
+            m.fstype,
+            m.source,
+            m.read_only,
+            true,
+            true,
+        )
+        .map_err(|err| KernelError::Mount {
+            target: shown(),
+            err,
+        })?;
+    }
+    let cwd_shown = || String::from_utf8_lossy(&config.cwd).into_owned();
     let cwd = match vfs.resolve(&root, &root, &config.cwd, true) {
         Ok(Resolved::Node(c, a)) if a.kind == FileType::Directory => c,
-        _ => root.clone(),
+        Ok(_) => {
+            return Err(KernelError::Cwd {
+                path: cwd_shown(),
+                err: Errno::ENOTDIR,
+            })
+        }
+        Err(err) => {
+            return Err(KernelError::Cwd {
+                path: cwd_shown(),
+                err,
+            })
+        }
     };
     let mut fds = FdTable::new();
     for fd in 0..3 {
@@ -424,6 +541,12 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
         logged: Mutex::new(HashSet::new()),
         memory_size: config.memory_size,
         hostname: config.hostname.clone(),
+        thread_stack_size: config.thread_stack_size,
+        max_affinity_cpus: config.max_affinity_cpus,
+        no_brk: config.no_brk,
+        exec_stack: config.exec_stack,
+        trust: config.trust.clone(),
+        host_ids: config.host_ids.clone(),
     };
     let k = KERNEL.get_or_init(|| k);
     // A `#!` script as the program runs its interpreter, as execve does.
@@ -440,8 +563,10 @@ pub fn run(config: Config) -> Result<i32, KernelError> {
     );
     myst_platform::sud::set_dispatcher(syscalls::dispatch);
     myst_platform::rewrite::enable(config.rewrite_syscalls);
+    ofd::init();
     let child = myst_platform::host::fork().map_err(|e| KernelError::Host("fork", e))?;
     if child == 0 {
+        ofd::register_self();
         match myst_platform::sud::enter_guest(entry, sp) {
             Ok(never) => match never {},
             Err(e) => {

@@ -1,5 +1,6 @@
 //! /proc for the guest: self/exe, self/fd, self/cwd, self/maps, self/cmdline,
-//! self/environ, self/status, self/auxv, cpuinfo, meminfo, mounts, uptime, version.
+//! self/environ, self/status, self/auxv, self/mounts, self/mountinfo, cpuinfo,
+//! meminfo, mounts, uptime, version.
 //! Contents are generated from the kernel's state on every read.
 
 use crate::file::{lock, FileKind};
@@ -49,6 +50,7 @@ const PID_ENTRIES: &[Entry] = &[
     e(29, b"mounts", FileType::Regular),
     e(30, b"comm", FileType::Regular),
     e(31, b"auxv", FileType::Regular),
+    e(32, b"mountinfo", FileType::Regular),
 ];
 
 /// The /proc file system.
@@ -105,12 +107,71 @@ fn kind_of(ino: Ino) -> FsResult<FileType> {
         .ok_or(Errno::ENOENT)
 }
 
+/// A field of /proc/mounts with space, tab, newline and backslash octal-escaped, as Linux does.
+fn escaped(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    for &b in field {
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
+            out.extend_from_slice(format!("\\{b:03o}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// /proc/self/mountinfo: id, parent id, st_dev, root, mount point,
+/// options, separator, type, source, super options.
+fn mountinfo_text() -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in kernel().vfs.mounts() {
+        let dev = crate::stat::mount_dev(m.id);
+        let (major, minor) = ((dev >> 8) & 0xfff, (dev & 0xff) | ((dev >> 12) & !0xff));
+        let rw = if m.read_only { "ro" } else { "rw" };
+        // The root's parent is itself, as in a chroot.
+        let parent = if m.parent.0 == 0 { m.id } else { m.parent.0 };
+        out.extend_from_slice(format!("{} {parent} {major}:{minor} / ", m.id).as_bytes());
+        out.extend_from_slice(&escaped(&m.target));
+        out.extend_from_slice(format!(" {rw},relatime - {} ", m.fstype).as_bytes());
+        out.extend_from_slice(&escaped(m.source.as_bytes()));
+        out.extend_from_slice(format!(" {rw}\n").as_bytes());
+    }
+    out
+}
+
+/// /proc/cpuinfo: the host's, keeping only the CPUs of the guest's
+/// affinity mask when MaxAffinityCPUs limits it.
+fn cpuinfo_text() -> Vec<u8> {
+    let host = std::fs::read("/proc/cpuinfo").unwrap_or_else(|_| b"processor\t: 0\n\n".to_vec());
+    let k = kernel();
+    if k.max_affinity_cpus.is_none() {
+        return host;
+    }
+    let Ok(mask) = crate::syscalls::process::cpu_mask(k, 1024) else {
+        return host;
+    };
+    let allowed = |n: usize| mask.get(n / 8).is_some_and(|b| b & (1 << (n % 8)) != 0);
+    let text = String::from_utf8_lossy(&host);
+    let mut out = String::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let cpu = block.lines().find_map(|l| {
+            let (key, val) = l.split_once(':')?;
+            (key.trim() == "processor").then(|| val.trim().parse::<usize>().ok())?
+        });
+        if cpu.is_some_and(allowed) {
+            out.push_str(block.trim_start_matches('\n'));
+            out.push_str("\n\n");
+        }
+    }
+    out.into_bytes()
+}
+
 fn mounts_text() -> Vec<u8> {
     let mut out = Vec::new();
     for m in kernel().vfs.mounts() {
-        out.extend_from_slice(m.source.as_bytes());
+        out.extend_from_slice(&escaped(m.source.as_bytes()));
         out.push(b' ');
-        out.extend_from_slice(&m.target);
+        out.extend_from_slice(&escaped(&m.target));
         out.extend_from_slice(
             format!(
                 " {} {} 0 0\n",
@@ -162,7 +223,7 @@ fn status_text() -> Vec<u8> {
 fn generate(ino: Ino) -> FsResult<Vec<u8>> {
     let k = kernel();
     Ok(match ino {
-        10 => std::fs::read("/proc/cpuinfo").unwrap_or_else(|_| b"processor\t: 0\n".to_vec()),
+        10 => cpuinfo_text(),
         11 => {
             let total = k.memory_size / 1024;
             let free = total.saturating_sub(myst_platform::guestmem::used_bytes() / 1024);
@@ -219,6 +280,7 @@ fn generate(ino: Ino) -> FsResult<Vec<u8>> {
             n
         }
         31 => lock(&k.auxv).clone(),
+        32 => mountinfo_text(),
         _ => return Err(Errno::EINVAL),
     })
 }

@@ -25,6 +25,8 @@ pub struct Mount {
     pub target: Vec<u8>,
     /// Mounted read-only.
     pub read_only: bool,
+    /// Where it sits: (parent mount id, parent directory inode); (0, 0) for the root.
+    pub parent: MountKey,
 }
 
 /// A location: an inode in a mounted file system.
@@ -93,6 +95,21 @@ impl Chain {
             self.items.pop();
         }
     }
+
+    /// The chain of the parent directory and the last name (None for `/`).
+    pub fn split_last(&self) -> Option<(Chain, Vec<u8>)> {
+        if self.items.len() < 2 {
+            return None;
+        }
+        let mut parent = self.clone();
+        let (name, _) = parent.items.pop()?;
+        Some((parent, name))
+    }
+
+    /// How many components of the chain lie in mount `id`.
+    fn uses(&self, id: u32) -> usize {
+        self.items.iter().filter(|(_, l)| l.mnt.id == id).count()
+    }
 }
 
 /// What a path names.
@@ -107,7 +124,7 @@ pub enum Resolved {
 pub type MagicFn = fn(&Loc) -> Option<i32>;
 
 /// Where mounts sit: (parent mount id, parent directory inode) -> names.
-type MountKey = (u32, Ino);
+pub type MountKey = (u32, Ino);
 /// The mounts in one directory, by name.
 type MountList = Vec<(Vec<u8>, Arc<Mount>)>;
 
@@ -145,6 +162,7 @@ impl Vfs {
             target: b"/".to_vec(),
             read_only,
             fs: fs.clone(),
+            parent: (0, 0),
         });
         let root = Loc {
             ino: fs.root(),
@@ -187,6 +205,7 @@ impl Vfs {
             target.push(b'/');
         }
         target.extend_from_slice(name);
+        let key = (parent.loc().mnt.id, parent.loc().ino);
         let m = Arc::new(Mount {
             id,
             fs,
@@ -194,18 +213,126 @@ impl Vfs {
             source,
             target,
             read_only,
+            parent: key,
         });
-        let key = (parent.loc().mnt.id, parent.loc().ino);
         let mut g = self.mounts.write().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
         let list = g.entry(key).or_default();
-        list.retain(|(n, _)| n != name);
+        // A mount replaced at the same place leaves the table (and its
+        // own sub-mounts, which nothing reaches any more, with it).
+        let mut gone = Vec::new();
+        list.retain(|(n, old)| {
+            if n == name {
+                gone.push(old.clone());
+            }
+            n != name
+        });
         list.push((name.to_vec(), m.clone()));
-        drop(g);
-        self.all
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(m.clone());
+        for old in gone {
+            Self::detach(&mut g, &mut all, &old);
+        }
+        all.push(m.clone());
         m
+    }
+
+    /// Removes `m` and every mount below it from the tables.
+    fn detach(g: &mut HashMap<MountKey, MountList>, all: &mut Vec<Arc<Mount>>, m: &Arc<Mount>) {
+        let children: Vec<Arc<Mount>> = g
+            .iter()
+            .filter(|(k, _)| k.0 == m.id)
+            .flat_map(|(_, l)| l.iter().map(|(_, c)| c.clone()))
+            .collect();
+        for c in &children {
+            Self::detach(g, all, c);
+        }
+        g.retain(|k, _| k.0 != m.id);
+        if let Some(list) = g.get_mut(&m.parent) {
+            list.retain(|(_, x)| x.id != m.id);
+            if list.is_empty() {
+                g.remove(&m.parent);
+            }
+        }
+        all.retain(|x| x.id != m.id);
+    }
+
+    /// Mounts `fs` at `path` (resolved from `start`, symlinks followed).
+    /// An existing target must be a directory when `fs` is rooted in one,
+    /// and not a directory when `fs` is a single file. A missing target is
+    /// an error unless `create`; then the mount point appears in its parent
+    /// directory without being written to the parent file system. A target
+    /// that already has a mount is EBUSY unless `replace`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mount_at(
+        &self,
+        root: &Chain,
+        start: &Chain,
+        path: &[u8],
+        fs: Arc<dyn FileSystem>,
+        fstype: &'static str,
+        source: String,
+        read_only: bool,
+        create: bool,
+        replace: bool,
+    ) -> FsResult<Arc<Mount>> {
+        let src_kind = fs.getattr(fs.root())?.kind;
+        let (parent, name) = match self.resolve(root, start, path, true) {
+            Ok(Resolved::Node(c, attr)) => {
+                let is_dir = attr.kind == FileType::Directory;
+                if (src_kind == FileType::Directory) != is_dir {
+                    return Err(if is_dir {
+                        Errno::EISDIR
+                    } else {
+                        Errno::ENOTDIR
+                    });
+                }
+                c.split_last().ok_or(Errno::EBUSY)?
+            }
+            Ok(Resolved::Fd(_)) => return Err(Errno::EINVAL),
+            Err(e) if e.code == Errno::ENOENT.code && create => {
+                match self.resolve_parent(root, start, path)? {
+                    (p, Some(n)) => (p, n),
+                    (_, None) => return Err(Errno::EBUSY),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if !replace && self.mounted(parent.loc(), &name).is_some() {
+            return Err(Errno::EBUSY.with("something is already mounted there"));
+        }
+        Ok(self.mount(&parent, &name, fs, fstype, source, read_only))
+    }
+
+    /// Unmounts the mount whose root `target` is. Without `detach`, a mount
+    /// with mounts below it, or still used (an open file, a working
+    /// directory, anything holding a location in it besides `target`), is
+    /// EBUSY; with `detach` it leaves the tree at once (with the mounts
+    /// below it) and its file system lives on until the last user is gone.
+    pub fn umount(&self, target: &Chain, detach: bool) -> FsResult<()> {
+        let loc = target.loc();
+        let m = loc.mnt.clone();
+        if loc.ino != m.fs.root() {
+            return Err(Errno::EINVAL.with("not a mount point"));
+        }
+        if m.id == self.root.mnt.id {
+            return Err(Errno::EBUSY.with("the root cannot be unmounted"));
+        }
+        let mut g = self.mounts.write().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
+        if !all.iter().any(|x| x.id == m.id) {
+            return Err(Errno::EINVAL.with("not mounted"));
+        }
+        if !detach {
+            if g.iter().any(|(k, l)| k.0 == m.id && !l.is_empty()) {
+                return Err(Errno::EBUSY.with("file systems are mounted below it"));
+            }
+            // The tables (2), `m` and `target`'s own components.
+            let expected = 3 + target.uses(m.id);
+            if Arc::strong_count(&m) > expected {
+                return Err(Errno::EBUSY.with("files are open on it"));
+            }
+        }
+        Self::detach(&mut g, &mut all, &m);
+        Ok(())
     }
 
     /// Names mounted directly in directory `dir` (shown by getdents even if
@@ -489,6 +616,154 @@ mod tests {
         assert_eq!(code(b""), Errno::ENOENT.code);
         let long = vec![b'n'; 300];
         assert_eq!(code(&long), Errno::ENAMETOOLONG.code);
+    }
+
+    fn chain_of(vfs: &Vfs, rc: &Chain, p: &[u8]) -> Chain {
+        match vfs.resolve(rc, rc, p, true) {
+            Ok(Resolved::Node(c, _)) => c,
+            _ => panic!("{} does not resolve", String::from_utf8_lossy(p)),
+        }
+    }
+
+    #[test]
+    fn mount_at_and_umount() {
+        let (vfs, rc) = setup();
+        let fs = || -> Arc<dyn FileSystem> {
+            let f = Arc::new(RamFs::new(0o755, 1 << 20));
+            f.create(f.root(), b"inside", &new(FileType::Regular))
+                .unwrap();
+            f
+        };
+        // A missing target only with `create`; it is not written to the parent.
+        let code = |r: FsResult<Arc<Mount>>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(vfs.mount_at(
+                &rc,
+                &rc,
+                b"/a/new",
+                fs(),
+                "ramfs",
+                "x".into(),
+                false,
+                false,
+                false
+            )),
+            Some(Errno::ENOENT.code)
+        );
+        vfs.mount_at(
+            &rc,
+            &rc,
+            b"/a/new",
+            fs(),
+            "ramfs",
+            "x".into(),
+            false,
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            path_of(&vfs, &rc, b"/a/new/inside", true).unwrap(),
+            b"/a/new/inside"
+        );
+        assert_eq!(
+            vfs.root()
+                .mnt
+                .fs
+                .lookup(vfs.root().ino, b"new")
+                .err()
+                .map(|e| e.code),
+            Some(Errno::ENOENT.code)
+        );
+        // A file is no mount point for a directory; a mounted place is busy.
+        assert_eq!(
+            code(vfs.mount_at(
+                &rc,
+                &rc,
+                b"/a/b/file",
+                fs(),
+                "ramfs",
+                "x".into(),
+                false,
+                false,
+                false
+            )),
+            Some(Errno::ENOTDIR.code)
+        );
+        assert_eq!(
+            code(vfs.mount_at(
+                &rc,
+                &rc,
+                b"/a/new",
+                fs(),
+                "ramfs",
+                "x".into(),
+                false,
+                false,
+                false
+            )),
+            Some(Errno::EBUSY.code)
+        );
+        // Through a symlink: mounted where it points.
+        vfs.mount_at(
+            &rc,
+            &rc,
+            b"/a/abs",
+            fs(),
+            "ramfs",
+            "y".into(),
+            true,
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(vfs
+            .mounts()
+            .iter()
+            .any(|m| m.target == b"/a/b" && m.read_only));
+        // Busy while a location inside is held, not once it is dropped.
+        let held = chain_of(&vfs, &rc, b"/a/new/inside");
+        let target = chain_of(&vfs, &rc, b"/a/new");
+        assert_eq!(
+            vfs.umount(&target, false).err().map(|e| e.code),
+            Some(Errno::EBUSY.code)
+        );
+        drop(held);
+        vfs.umount(&target, false).unwrap();
+        assert_eq!(
+            path_of(&vfs, &rc, b"/a/new", true).err().map(|e| e.code),
+            Some(Errno::ENOENT.code)
+        );
+        // Not a mount point / the root.
+        let a = chain_of(&vfs, &rc, b"/a");
+        assert_eq!(
+            vfs.umount(&a, false).err().map(|e| e.code),
+            Some(Errno::EINVAL.code)
+        );
+        assert_eq!(
+            vfs.umount(&rc, false).err().map(|e| e.code),
+            Some(Errno::EBUSY.code)
+        );
+        // Detach takes the mounts below along.
+        vfs.mount_at(
+            &rc,
+            &rc,
+            b"/a/m/sub",
+            fs(),
+            "ramfs",
+            "z".into(),
+            false,
+            true,
+            false,
+        )
+        .unwrap();
+        let m = chain_of(&vfs, &rc, b"/a/m");
+        assert_eq!(
+            vfs.umount(&m, false).err().map(|e| e.code),
+            Some(Errno::EBUSY.code)
+        );
+        vfs.umount(&m, true).unwrap();
+        assert!(!vfs.mounts().iter().any(|x| x.target.starts_with(b"/a/m")));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+pub mod config;
+mod image_source;
 
 use clap::{Parser, Subcommand};
 

@@ -356,3 +356,122 @@ fn select_poll_timers_and_signal_waits() {
         );
     }
 }
+
+/// The waits of make -j and friends: temporary masks of pselect6, ppoll,
+/// epoll_pwait and sigsuspend applied atomically, handled signals
+/// interrupting select, poll, read and nanosleep (SA_RESTART restarting
+/// read), SA_RESETHAND, a SIGSYS sent with kill; with and without rewritten
+/// syscall sites, compared with the native run (every wait has a 20 s
+/// timeout, so a hang shows up as "0 (timeout)").
+#[test]
+fn signals_interrupt_waits_and_temporary_masks_apply() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("sigwait_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(
+            text(&nat).contains("pselect (pending SIGCHLD): -1 EINTR handled=1"),
+            "native: {}",
+            text(&nat)
+        );
+        for rewrite in ["true", "false"] {
+            let out = myst_run(
+                &["--rewrite-syscalls", rewrite],
+                &r.path,
+                &format!("/bin/{bin}"),
+                &[],
+            );
+            assert_ok(&out, &bin);
+            assert_eq!(text(&out), text(&nat), "{bin} rewrite={rewrite}");
+        }
+    }
+}
+
+/// A thread blocked in read, write, accept, recv, poll, select,
+/// epoll_wait, a futex, waitpid or nanosleep does not stop another thread's
+/// mmap, open and fork (no runtime lock is held across a blocking call).
+#[test]
+fn blocking_calls_hold_no_runtime_lock() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("blocklock_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+        assert_eq!(
+            text(&out).matches("waiter-ok=1").count(),
+            10,
+            "{}",
+            text(&out)
+        );
+    }
+}
+
+/// The nginx master/worker channel: FIOASYNC and F_SETOWN on a socketpair
+/// (SIGIO), SCM_RIGHTS descriptors passed to a forked worker and back,
+/// SCM_CREDENTIALS, MSG_CMSG_CLOEXEC; compared with the native run.
+#[test]
+fn sigio_and_descriptor_passing() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("sockpass_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(
+            text(&nat).contains("child read through passed fd: 25"),
+            "native: {}",
+            text(&nat)
+        );
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+    }
+}
+
+/// Process groups and sessions are the host's: setpgid(0, 0), kill(-pgid)
+/// reaching grandchildren, setpgid(child, child), waitpid(-pgid), setsid;
+/// sigqueue's value and SI_QUEUE arrive; compared with the native run.
+#[test]
+fn process_groups_sessions_and_sigqueue() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("pgroups_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(
+            text(&nat).contains("members killed (pipe EOF): 1"),
+            "native: {}",
+            text(&nat)
+        );
+        let out = myst_run(&[], &r.path, &format!("/bin/{bin}"), &[]);
+        assert_ok(&out, &bin);
+        assert_eq!(text(&out), text(&nat), "{bin}");
+    }
+}
+
+/// pthread_cancel of a thread blocked in read() and of one in
+/// pthread_cond_wait: cancelled with cleanup handlers run, 20 rounds each,
+/// with and without rewritten syscall sites; compared with the native run.
+#[test]
+fn thread_cancellation_in_blocking_calls() {
+    let r = root();
+    for v in &r.variants {
+        let bin = format!("cancel_{v}");
+        let nat = native_run(&r.path.join("bin").join(&bin), &[], &r.path);
+        assert_ok(&nat, &bin);
+        assert!(text(&nat).contains("read: 20/20"), "native: {}", text(&nat));
+        for rewrite in ["true", "false"] {
+            let out = myst_run(
+                &["--rewrite-syscalls", rewrite],
+                &r.path,
+                &format!("/bin/{bin}"),
+                &[],
+            );
+            assert_ok(&out, &bin);
+            assert_eq!(text(&out), text(&nat), "{bin} rewrite={rewrite}");
+        }
+    }
+}

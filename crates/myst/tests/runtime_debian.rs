@@ -97,6 +97,44 @@ for d in ["/tmp", "/srv/myst", "/dev/shm"]:
     os.close(fd)
 "#;
 
+/// Python multiprocessing: Pool, Queue, Lock, Value and shared_memory (its
+/// semaphores are sem_open files in /dev/shm, mapped shared by every
+/// process).
+const PYTHON_MULTIPROCESSING: &str = r#"import multiprocessing as mp
+from multiprocessing import shared_memory
+def sq(x): return x * x
+def put(q, lock, n):
+    with lock:
+        q.put(n * 10)
+def fill(name):
+    s = shared_memory.SharedMemory(name=name)
+    s.buf[:5] = b"hello"
+    s.close()
+def inc(v):
+    for _ in range(100):
+        with v.get_lock():
+            v.value += 1
+if __name__ == "__main__":
+    with mp.Pool(2) as p:
+        print("pool", p.map(sq, range(8)))
+    q, lock = mp.Queue(), mp.Lock()
+    ps = [mp.Process(target=put, args=(q, lock, i)) for i in range(3)]
+    for x in ps: x.start()
+    got = sorted(q.get() for _ in ps)
+    for x in ps: x.join()
+    print("queue", got, [x.exitcode for x in ps])
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    c = mp.Process(target=fill, args=(shm.name,))
+    c.start(); c.join()
+    print("shared_memory", bytes(shm.buf[:5]))
+    shm.close(); shm.unlink()
+    v = mp.Value("i", 0)
+    ps = [mp.Process(target=inc, args=(v,)) for _ in range(3)]
+    for x in ps: x.start()
+    for x in ps: x.join()
+    print("value", v.value)
+"#;
+
 /// Busybox applets, run by busybox's own shell.
 const BUSYBOX_SCRIPT: &str = r#"busybox seq 1 100 | busybox awk '{ s += $1 } END { print s }'
 busybox sort -u /srv/myst/words.txt | busybox wc -l
@@ -141,6 +179,7 @@ fn cases(pipeline: &str) -> Vec<Case> {
             &["-B", "/srv/myst/app.py", "one", "two"],
         ),
         case("/usr/bin/python3", &["-B", "-c", PYTHON_MODULES]),
+        case("/usr/bin/python3", &["-B", "-c", PYTHON_MULTIPROCESSING]),
         // The non-PIE python3.11 binary itself.
         case(
             "/usr/bin/python3.11",

@@ -86,3 +86,79 @@ print(len(d) % 16, pairs.get(0, 'no AT_NULL'), pairs[16], pairs[6], pairs[26] & 
         ],
     );
 }
+
+/// `make -j2` and `make -j8` of a small C project with the host's make and
+/// gcc (make blocks SIGCHLD and waits in pselect6 with a mask that unblocks
+/// it), repeatedly: every round builds, and the program prints what the
+/// native build prints. A hang is cut off by `timeout` and fails.
+#[test]
+fn make_j_builds_repeatedly() {
+    for tool in ["/usr/bin/make", "/usr/bin/gcc", "/usr/bin/timeout"] {
+        assert!(Path::new(tool).exists(), "{tool} is needed for this test");
+    }
+    let base = env!("CARGO_TARGET_TMPDIR");
+    let base = if base.starts_with("/tmp/") || base == "/tmp" {
+        "/var/tmp"
+    } else {
+        base
+    };
+    let d = tempfile::tempdir_in(base).expect("tempdir");
+    let dir = d.path();
+    let mut decls = String::new();
+    let mut sum = String::from("0");
+    let mut objs = String::from("main.o");
+    for i in 1..=6 {
+        std::fs::write(
+            dir.join(format!("f{i}.c")),
+            format!("int f{i}(void) {{ return {i} * {i}; }}\n"),
+        )
+        .expect("write");
+        decls += &format!("int f{i}(void);\n");
+        sum += &format!(" + f{i}()");
+        objs += &format!(" f{i}.o");
+    }
+    std::fs::write(
+        dir.join("main.c"),
+        format!("#include <stdio.h>\n{decls}int main(void) {{ printf(\"sum=%d\\n\", {sum}); return 0; }}\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("Makefile"),
+        format!("prog: {objs}\n\tgcc -o $@ {objs}\n%.o: %.c\n\tgcc -O1 -c -o $@ $<\nclean:\n\trm -f *.o prog\n"),
+    )
+    .expect("write");
+    let d_s = dir.to_str().expect("utf-8");
+    let native = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!("make -s -C {d_s} -j2 && {d_s}/prog && make -s -C {d_s} clean"),
+        ])
+        .output()
+        .expect("native make");
+    assert_ok(&native, "native make -j2");
+    assert!(text(&native).contains("sum=91"), "{}", text(&native));
+    for (jobs, rounds) in [(2, 20), (8, 5)] {
+        for round in 0..rounds {
+            let script = format!(
+                "PATH=/usr/bin:/bin; export PATH; make -s -C {d_s} clean && make -s -C {d_s} -j{jobs} && {d_s}/prog"
+            );
+            let out = std::process::Command::new("/usr/bin/timeout")
+                .args([
+                    "120",
+                    myst_bin(),
+                    "exec-linux",
+                    "--memory-size",
+                    "1g",
+                    "/",
+                    "/bin/sh",
+                    "-c",
+                ])
+                .arg(&script)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("run myst");
+            assert_ok(&out, &format!("make -j{jobs} round {round}"));
+            assert_eq!(text(&out), text(&native), "make -j{jobs} round {round}");
+        }
+    }
+}

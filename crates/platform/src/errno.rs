@@ -55,6 +55,15 @@ errnos! {
 }
 
 impl Errno {
+    /// The kernel-internal "restart the call" (512): a blocking host call
+    /// that a guest signal stopped before it started, or that the host
+    /// would restart (see crate::sud). Never returned to the guest: the
+    /// dispatcher restarts the guest's syscall after its handlers ran.
+    pub const ERESTARTSYS: Errno = Errno {
+        code: 512,
+        msg: "restart after the signal handler",
+    };
+
     /// The same errno with an explanation attached.
     pub const fn with(self, msg: &'static str) -> Errno {
         Errno {

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::os::fd::FromRawFd;
 
 const SOCK_CLOEXEC: u64 = 0o2000000;
+/// Largest bounce buffer of one send or receive.
+const MAX_BOUNCE: usize = 8 << 20;
 
 fn own(fd: u64) -> File {
     // SAFETY: the host kernel just returned this new descriptor; nothing
@@ -56,7 +58,7 @@ pub fn connect_or_bind(fd: i32, addr: &[u8], bind: bool) -> i64 {
     let nr = if bind { 49 } else { 42 };
     // SAFETY: addr is a runtime buffer of the given length.
     unsafe {
-        syscall6(
+        crate::sud::blocking6(
             nr,
             fd as u64,
             addr.as_ptr() as u64,
@@ -73,7 +75,7 @@ pub fn accept4(fd: i32, addr: &mut [u8], flags: i32) -> Result<(File, usize), Er
     let mut len = addr.len() as u32;
     // SAFETY: addr and len describe a runtime buffer.
     let r = check(unsafe {
-        syscall6(
+        crate::sud::blocking6(
             288,
             fd as u64,
             addr.as_mut_ptr() as u64,
@@ -86,7 +88,9 @@ pub fn accept4(fd: i32, addr: &mut [u8], flags: i32) -> Result<(File, usize), Er
     Ok((own(r), len as usize))
 }
 
-/// sendto(2) from guest memory, to an optional address.
+/// sendto(2) from guest memory, to an optional address: the bytes are
+/// copied from the checked guest range into a runtime buffer and sent with
+/// no lock held (the call may block).
 pub fn sendto_guest(
     fd: i32,
     buf: u64,
@@ -94,26 +98,30 @@ pub fn sendto_guest(
     flags: i32,
     to: Option<&[u8]>,
 ) -> Result<i64, Fault> {
-    guestmem::with_slice(buf, len, |s| {
-        let (ap, al) = to
-            .map(|a| (a.as_ptr() as u64, a.len() as u64))
-            .unwrap_or((0, 0));
-        // SAFETY: s is validated guest memory; the address is a runtime buffer.
-        unsafe {
-            syscall6(
-                44,
-                fd as u64,
-                s.as_ptr() as u64,
-                s.len() as u64,
-                flags as u64,
-                ap,
-                al,
-            )
-        }
+    // Larger datagrams than this fail on Linux too (EMSGSIZE); a stream
+    // send may be partial.
+    let mut data = vec![0u8; len.min(MAX_BOUNCE)];
+    guestmem::copy_in(buf, &mut data)?;
+    let (ap, al) = to
+        .map(|a| (a.as_ptr() as u64, a.len() as u64))
+        .unwrap_or((0, 0));
+    // SAFETY: data and the address are runtime buffers of the given lengths.
+    Ok(unsafe {
+        crate::sud::blocking6(
+            44,
+            fd as u64,
+            data.as_ptr() as u64,
+            data.len() as u64,
+            flags as u64,
+            ap,
+            al,
+        )
     })
 }
 
-/// recvfrom(2) into guest memory; returns (result, address length).
+/// recvfrom(2) into guest memory; returns (result, address length). The
+/// host call fills a runtime buffer with no lock held; the bytes are then
+/// copied into the guest range (checked before and during the copy).
 pub fn recvfrom_guest(
     fd: i32,
     buf: u64,
@@ -121,26 +129,32 @@ pub fn recvfrom_guest(
     flags: i32,
     from: Option<&mut [u8]>,
 ) -> Result<(i64, usize), Fault> {
-    guestmem::with_slice_mut(buf, len, |s| {
-        let mut alen = from.as_ref().map(|a| a.len() as u32).unwrap_or(0);
-        let (ap, lp) = match from {
-            Some(a) => (a.as_mut_ptr() as u64, &mut alen as *mut u32 as u64),
-            None => (0, 0),
-        };
-        // SAFETY: s is validated guest memory; ap/lp describe a runtime buffer.
-        let r = unsafe {
-            syscall6(
-                45,
-                fd as u64,
-                s.as_mut_ptr() as u64,
-                s.len() as u64,
-                flags as u64,
-                ap,
-                lp,
-            )
-        };
-        (r, alen as usize)
-    })
+    guestmem::check_writable(buf, len)?;
+    let mut data = vec![0u8; len.min(MAX_BOUNCE)];
+    let mut alen = from.as_ref().map(|a| a.len() as u32).unwrap_or(0);
+    let (ap, lp) = match from {
+        Some(a) => (a.as_mut_ptr() as u64, &mut alen as *mut u32 as u64),
+        None => (0, 0),
+    };
+    // SAFETY: data is a runtime buffer of its length; ap/lp describe a
+    // runtime buffer and its length word.
+    let r = unsafe {
+        crate::sud::blocking6(
+            45,
+            fd as u64,
+            data.as_mut_ptr() as u64,
+            data.len() as u64,
+            flags as u64,
+            ap,
+            lp,
+        )
+    };
+    if r > 0 {
+        // With MSG_TRUNC the result may be longer than what was copied.
+        let n = (r as usize).min(data.len());
+        guestmem::copy_out(buf, &data[..n])?;
+    }
+    Ok((r, alen as usize))
 }
 
 /// getsockname(2) (`peer` = false) or getpeername(2); returns the address length.
@@ -196,32 +210,64 @@ pub fn getsockopt(fd: i32, level: i32, name: i32, val: &mut [u8]) -> Result<usiz
     Ok(len as usize)
 }
 
-/// sendmsg(2) of one gathered buffer, no control data.
-pub fn sendmsg(fd: i32, name: Option<&[u8]>, data: &[u8], flags: i32) -> i64 {
+/// sendmsg(2) of one gathered buffer with control data (already holding
+/// host descriptor numbers for SCM_RIGHTS).
+pub fn sendmsg(fd: i32, name: Option<&[u8]>, data: &[u8], control: &[u8], flags: i32) -> i64 {
     let iov: [u64; 2] = [data.as_ptr() as u64, data.len() as u64];
     let (np, nl) = name
         .map(|n| (n.as_ptr() as u64, n.len() as u64))
         .unwrap_or((0, 0));
+    let (cp, cl) = if control.is_empty() {
+        (0, 0)
+    } else {
+        (control.as_ptr() as u64, control.len() as u64)
+    };
     // struct msghdr: name, namelen(+pad), iov, iovlen, control, controllen, flags(+pad)
-    let msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, 0, 0, 0];
-    // SAFETY: msg, iov, name and data are runtime buffers alive for the call.
-    unsafe { syscall6(46, fd as u64, msg.as_ptr() as u64, flags as u64, 0, 0, 0) }
+    let msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, cp, cl, 0];
+    // SAFETY: msg, iov, name, data and control are runtime buffers alive
+    // for the call; the descriptors in the control data are the caller's.
+    unsafe { crate::sud::blocking6(46, fd as u64, msg.as_ptr() as u64, flags as u64, 0, 0, 0) }
 }
 
-/// recvmsg(2) into one buffer, no control data; returns (result, name length, msg flags).
-pub fn recvmsg(fd: i32, name: Option<&mut [u8]>, buf: &mut [u8], flags: i32) -> (i64, usize, i32) {
+/// What recvmsg(2) gave back besides the byte count.
+pub struct Received {
+    /// Bytes of the sender's address.
+    pub name_len: usize,
+    /// Bytes of control data the host wrote.
+    pub control_len: usize,
+    /// msg_flags.
+    pub flags: i32,
+}
+
+/// recvmsg(2) into one buffer and a control buffer. Descriptors received
+/// with SCM_RIGHTS are close-on-exec on the host (the guest's own
+/// close-on-exec flag lives in its descriptor table).
+pub fn recvmsg(
+    fd: i32,
+    name: Option<&mut [u8]>,
+    buf: &mut [u8],
+    control: &mut [u8],
+    flags: i32,
+) -> (i64, Received) {
+    const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
     let iov: [u64; 2] = [buf.as_mut_ptr() as u64, buf.len() as u64];
     let (np, nl) = name
         .map(|n| (n.as_mut_ptr() as u64, n.len() as u64))
         .unwrap_or((0, 0));
-    let mut msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, 0, 0, 0];
-    // SAFETY: msg, iov, name and buf are runtime buffers alive for the call.
+    let (cp, cl) = if control.is_empty() {
+        (0, 0)
+    } else {
+        (control.as_mut_ptr() as u64, control.len() as u64)
+    };
+    let mut msg: [u64; 7] = [np, nl, iov.as_ptr() as u64, 1, cp, cl, 0];
+    // SAFETY: msg, iov, name, buf and control are runtime buffers alive
+    // for the call.
     let r = unsafe {
-        syscall6(
+        crate::sud::blocking6(
             47,
             fd as u64,
             msg.as_mut_ptr() as u64,
-            flags as u64,
+            flags as u64 | MSG_CMSG_CLOEXEC,
             0,
             0,
             0,
@@ -229,9 +275,23 @@ pub fn recvmsg(fd: i32, name: Option<&mut [u8]>, buf: &mut [u8], flags: i32) -> 
     };
     (
         r,
-        (msg[1] & 0xffff_ffff) as usize,
-        (msg[6] & 0xffff_ffff) as i32,
+        Received {
+            name_len: (msg[1] & 0xffff_ffff) as usize,
+            control_len: (msg[5] as usize).min(control.len()),
+            flags: (msg[6] & 0xffff_ffff) as i32,
+        },
     )
+}
+
+/// Takes ownership of a descriptor the host just gave this process (one
+/// received with SCM_RIGHTS).
+pub fn adopt(fd: i32) -> Option<File> {
+    // F_GETFD checks that the descriptor is open.
+    // SAFETY: integer arguments only.
+    if fd < 0 || unsafe { syscall6(72, fd as u64, 1, 0, 0, 0, 0) } < 0 {
+        return None;
+    }
+    Some(own(fd as u64))
 }
 
 /// epoll_create1(2) on the host.
@@ -247,19 +307,21 @@ pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, event: Option<&[u8; 12]>) -> i64 {
     unsafe { syscall6(233, epfd as u64, op as u64, fd as u64, p, 0, 0) }
 }
 
-/// epoll_wait(2) into a runtime buffer of 12-byte events; returns the count.
-pub fn epoll_wait(epfd: i32, events: &mut [u8], timeout_ms: i32) -> i64 {
+/// epoll_pwait(2) into a runtime buffer of 12-byte events with the signal
+/// mask `mask` for the wait (applied atomically); returns the count.
+pub fn epoll_pwait(epfd: i32, events: &mut [u8], timeout_ms: i32, mask: u64) -> i64 {
     let max = events.len() / 12;
-    // SAFETY: events holds `max` struct epoll_event.
+    let mask = mask & !(1u64 << 30);
+    // SAFETY: events holds `max` struct epoll_event; mask is an 8-byte set.
     unsafe {
-        syscall6(
-            232,
+        crate::sud::blocking6(
+            281,
             epfd as u64,
             events.as_mut_ptr() as u64,
             max as u64,
             timeout_ms as i64 as u64,
-            0,
-            0,
+            &mask as *const u64 as u64,
+            8,
         )
     }
 }

@@ -55,6 +55,7 @@ pub mod nr {
     pub const PREAD64: u64 = 17;
     pub const PWRITE64: u64 = 18;
     pub const MREMAP: u64 = 25;
+    pub const MSYNC: u64 = 26;
     pub const MADVISE: u64 = 28;
     pub const GETPID: u64 = 39;
     pub const FORK: u64 = 57;
@@ -63,6 +64,7 @@ pub mod nr {
     pub const KILL: u64 = 62;
     pub const UNAME: u64 = 63;
     pub const FCNTL: u64 = 72;
+    pub const FLOCK: u64 = 73;
     pub const GETPPID: u64 = 110;
     pub const SIGALTSTACK: u64 = 131;
     pub const PRCTL: u64 = 157;

@@ -8,8 +8,8 @@
 //! The fast path keeps the guarantees of the SIGSYS path without changing
 //! the signal mask: while it runs runtime code or uses the runtime stack, a
 //! flag in the thread's control block makes the guest-handler trampoline
-//! record signals instead of running guest code; they are re-raised with
-//! tgkill once the guest's registers, stack and FS base are back (on the
+//! record signals instead of running guest code; they are queued again
+//! (rt_tgsigqueueinfo, with the siginfo they came with) once the guest's registers, stack and FS base are back (on the
 //! guest stack, below its red zone). The FS base is switched; vector state
 //! is saved with XSAVEOPT; the return restores registers exactly as a
 //! syscall does (rcx = return address, r11 = rflags). Sites are rewritten
@@ -175,8 +175,8 @@ global_asm!(
     "mov 48(%rsp), %r11",
     "lea 192(%rsp), %rsp",
     "jmp *%rcx",
-    // Deliver the deferred signals with tgkill; each runs its guest
-    // handler as the tgkill returns.
+    // Queue the deferred signals again; each runs its guest handler as
+    // the queueing syscall returns.
     "3:",
     "mov %rdi, 8(%rsp)",
     "mov %rsi, 16(%rsp)",
@@ -195,14 +195,25 @@ global_asm!(
     "bsf %rax, %rcx",
     "btr %rcx, %rax",
     "mov %rax, 56(%rsp)",
-    "lea 1(%rcx), %r10",
+    "mov %rcx, 64(%rsp)",
     "mov $39, %eax",
     "syscall",
     "mov %rax, %rdi",
     "mov $186, %eax",
     "syscall",
     "mov %rax, %rsi",
-    "mov %r10, %rdx",
+    "mov 64(%rsp), %rcx",
+    "lea 1(%rcx), %rdx",
+    // rt_tgsigqueueinfo(pid, tid, sig, &siginfo it arrived with).
+    "shl $7, %rcx",
+    "mov %gs:40, %r10",
+    "lea {siginfo}(%r10,%rcx,1), %r10",
+    "mov $297, %eax",
+    "syscall",
+    ".globl myst_fast_requeue_ret",
+    "myst_fast_requeue_ret:",
+    "test %rax, %rax",
+    "jns 5b",
     "mov $234, %eax",
     "syscall",
     "jmp 5b",
@@ -215,6 +226,7 @@ global_asm!(
     ".size myst_fast_entry, .-myst_fast_entry",
     ".popsection",
     xsave = const XSAVE_OFFSET,
+    siginfo = const crate::sud::SIGINFO_OFFSET,
     handler = sym myst_fast_rust,
     options(att_syntax)
 );

@@ -64,6 +64,17 @@ pub struct ControlBlock {
     /// Guest word to clear and wake when this thread exits
     /// (CLONE_CHILD_CLEARTID; offset 88).
     clear_tid: u64,
+    /// Nonzero when the first guest handler that interrupts the guest at
+    /// `restore_ip` must return to `restore_mask` (offset 96): the mask
+    /// that ppoll, pselect6, epoll_pwait and rt_sigsuspend restore after
+    /// the handler, as Linux's saved_sigmask.
+    restore_set: u64,
+    /// Guest instruction pointer the restore applies to (offset 104).
+    restore_ip: u64,
+    /// The mask to restore (offset 112).
+    restore_mask: u64,
+    /// Scratch word for the entry stub (offset 120).
+    scratch: u64,
 }
 
 // The entry stubs (here and in rewrite.rs) reach the control block with
@@ -82,13 +93,21 @@ const _: () = {
     assert!(offset_of!(ControlBlock, pending) == 72);
     assert!(offset_of!(ControlBlock, host_rsp) == 80);
     assert!(offset_of!(ControlBlock, clear_tid) == 88);
+    assert!(offset_of!(ControlBlock, restore_set) == 96);
+    assert!(offset_of!(ControlBlock, restore_ip) == 104);
+    assert!(offset_of!(ControlBlock, restore_mask) == 112);
+    assert!(offset_of!(ControlBlock, scratch) == 120);
     assert!(core::mem::size_of::<ControlBlock>() <= XSAVE_OFFSET);
 };
 
 /// Offset of the XSAVE area (64-byte aligned) from the control block.
 pub(crate) const XSAVE_OFFSET: usize = 4096;
-/// Room for the XSAVE area; the signal stack starts above it.
+/// Room for the XSAVE area.
 pub(crate) const XSAVE_ROOM: usize = 16384;
+/// Offset of the siginfo of each deferred signal (128 bytes per signal,
+/// signal N at N-1); the signal stack starts above them.
+pub(crate) const SIGINFO_OFFSET: usize = XSAVE_OFFSET + XSAVE_ROOM;
+const SIGINFO_ROOM: usize = 64 * 128;
 
 extern "C" {
     static __executable_start: u8;
@@ -104,9 +123,16 @@ global_asm!(
     "myst_sigsys_entry:",
     // rdi = signo, rsi = siginfo, rdx = ucontext; rsp is on this thread's
     // alternate stack, so masking it gives the control block.
+    // A SIGSYS that Syscall User Dispatch did not raise (si_code is not
+    // SYS_USER_DISPATCH) was sent by someone: it is a signal, not a call.
+    "cmpl $2, 8(%rsi)",
+    "jne 9f",
     "mov %rsp, %rax",
     "and ${mask}, %rax",
     "movb $0, 16(%rax)",
+    // Runtime mode: guest handlers of signals that arrive while the
+    // runtime waits are deferred (see myst_sig_trampoline).
+    "movq $1, 64(%rax)",
     "rdfsbase %rcx",
     "mov %rcx, 8(%rax)",
     "mov 0(%rax), %rcx",
@@ -123,9 +149,63 @@ global_asm!(
     // The guest FS base may have been changed by arch_prctl(ARCH_SET_FS).
     "mov 8(%rax), %rcx",
     "wrfsbase %rcx",
+    "movq $0, 64(%rax)",
     "movb $1, 16(%rax)",
     // Return into myst_restore_rt (inside the allowed range) which issues
     // rt_sigreturn.
+    "ret",
+    // A SIGSYS sent by kill/tgkill/sigqueue: while runtime code runs it is
+    // deferred like any guest signal; in guest code it gets the guest's
+    // disposition for SIGSYS (FS base and selector are the guest's).
+    "9:",
+    "mov %rsp, %rax",
+    "and ${mask}, %rax",
+    "cmpq $0, 64(%rax)",
+    "jne {defer}",
+    "lea {table}(%rip), %rcx",
+    "mov 248(%rcx), %rcx",
+    "cmp $1, %rcx",
+    "je 8f",
+    "jb 7f",
+    // A guest handler: run it with the guest's mask plus its sa_mask
+    // (SIGSYS itself stays unblocked: trapped syscalls need it).
+    "mov 296(%rdx), %r8",
+    "or {sysmask}(%rip), %r8",
+    "btr $30, %r8",
+    "mov %r8, 120(%rax)",
+    "mov %rdi, %r12",
+    "mov %rsi, %r13",
+    "mov %rdx, %r14",
+    "mov %rcx, %r15",
+    "lea 120(%rax), %rsi",
+    "mov $14, %eax",
+    "mov $2, %edi",
+    "xor %edx, %edx",
+    "mov $8, %r10d",
+    "syscall",
+    "mov %r12, %rdi",
+    "mov %r13, %rsi",
+    "mov %r14, %rdx",
+    "jmp *%r15",
+    // Default action: end the process as SIGSYS does.
+    "7:",
+    "mov $13, %eax",
+    "mov $31, %edi",
+    "lea {dfl}(%rip), %rsi",
+    "xor %edx, %edx",
+    "mov $8, %r10d",
+    "syscall",
+    "mov $39, %eax",
+    "syscall",
+    "mov %rax, %r12",
+    "mov $186, %eax",
+    "syscall",
+    "mov %rax, %rsi",
+    "mov %r12, %rdi",
+    "mov $31, %edx",
+    "mov $234, %eax",
+    "syscall",
+    "8:",
     "ret",
     ".size myst_sigsys_entry, .-myst_sigsys_entry",
     ".globl myst_restore_rt",
@@ -138,6 +218,10 @@ global_asm!(
     ".popsection",
     mask = const -(ALT_SIZE as i64),
     handler = sym myst_sigsys_rust,
+    defer = sym myst_sig_defer,
+    table = sym MYST_GUEST_HANDLERS,
+    sysmask = sym MYST_SIGSYS_MASK,
+    dfl = sym MYST_DFL_ACTION,
     options(att_syntax)
 );
 
@@ -163,6 +247,8 @@ pub struct SyscallFrame {
     /// Entered through a rewritten site: no signal frame; the signal mask
     /// is the thread's live one.
     fast: bool,
+    /// The call is re-issued when the guest resumes (after its handlers).
+    restarted: bool,
 }
 
 impl SyscallFrame {
@@ -296,11 +382,62 @@ impl SyscallFrame {
     pub fn is_fast(&self) -> bool {
         self.fast
     }
+
+    /// Makes the guest issue this syscall again when it resumes (after the
+    /// handlers of the deferred signals ran), as Linux restarts a call
+    /// interrupted by a handler with SA_RESTART: the instruction pointer
+    /// goes back to the `syscall` instruction and rax gets the number back.
+    pub fn restart(&mut self) {
+        let ip = self.ip();
+        self.set_greg(REG_RIP, ip.wrapping_sub(2));
+        self.set_greg(REG_RAX, self.nr);
+        self.restarted = true;
+    }
+
+    /// Leaves the call with the signal mask `temp` so the deferred signals
+    /// it lets through are delivered as the call returns, and makes the
+    /// first guest handler that runs then return to the mask `restore`
+    /// (ppoll, pselect6, epoll_pwait and rt_sigsuspend on Linux).
+    pub fn set_temp_mask_until_handler(&mut self, temp: u64, restore: u64) {
+        let ip = if self.fast {
+            core::ptr::addr_of!(myst_fast_requeue_ret) as u64
+        } else {
+            self.ip()
+        };
+        // SAFETY: cb is this thread's control block; the trampoline reads
+        // these fields on this thread only, and not before the call returns.
+        unsafe {
+            (*self.cb).restore_ip = ip;
+            (*self.cb).restore_mask = restore & !(1u64 << (SIGSYS - 1));
+            (*self.cb).restore_set = 1;
+        }
+        self.set_sigmask(temp);
+    }
+}
+
+extern "C" {
+    /// The return point of the re-queueing syscall in the fast path's
+    /// delivery loop (where deferred handlers interrupt it).
+    static myst_fast_requeue_ret: u8;
 }
 
 thread_local! {
     /// This thread's control block (for re-arming SUD after fork).
     static CONTROL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Signals the guest-handler trampoline deferred on this thread while it
+/// ran runtime code of the fast path (bit N-1 for signal N); they are
+/// delivered when the current call returns.
+pub fn deferred_signals() -> u64 {
+    let cb = CONTROL.with(|c| c.get()) as *const ControlBlock;
+    if cb.is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null CONTROL is this thread's live control block; the
+    // trampoline writes `pending` from a signal handler on this thread, so
+    // a volatile read sees a whole, current value.
+    unsafe { std::ptr::addr_of!((*cb).pending).read_volatile() }
 }
 
 /// In a fork child (called from the syscall handler): arms Syscall User
@@ -351,6 +488,7 @@ extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut 
         nr: 0,
         args: [0; 6],
         fast: false,
+        restarted: false,
     };
     frame.nr = frame.greg(REG_RAX);
     frame.args = [
@@ -362,15 +500,20 @@ extern "C" fn myst_sigsys_rust(_sig: i32, _info: *mut u8, uc: *mut u8, cb: *mut 
         frame.greg(REG_R9),
     ];
     run_dispatcher(&mut frame);
-    crate::rewrite::after_trap(&frame);
+    if !frame.restarted {
+        crate::rewrite::after_trap(&frame);
+    }
+    requeue_deferred(cb);
 }
 
 /// Runs the registered dispatcher on `frame`; a panic stops the process.
 pub(crate) fn run_dispatcher(frame: &mut SyscallFrame) {
+    world::enter();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match DISPATCH.get() {
         Some(f) => f(frame),
         None => frame.set_return(Errno::ENOSYS.to_ret()),
     }));
+    world::leave();
     if result.is_err() {
         crate::host::write_stderr(b"myst: internal error in a syscall handler; stopping\n");
         crate::host::exit_group(134);
@@ -385,6 +528,7 @@ pub(crate) fn frame_from(uc: *mut u8, cb: *mut ControlBlock, fast: bool) -> Sysc
         nr: 0,
         args: [0; 6],
         fast,
+        restarted: false,
     };
     frame.nr = frame.greg(REG_RAX);
     frame.args = [
@@ -462,6 +606,10 @@ fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
             pending: 0,
             host_rsp: 0,
             clear_tid: 0,
+            restore_set: 0,
+            restore_ip: 0,
+            restore_mask: 0,
+            scratch: 0,
         });
     }
     // %gs points at the control block: the fast path of rewritten syscall
@@ -471,7 +619,7 @@ fn arm_thread() -> Result<*mut ControlBlock, PlatformError> {
     unsafe { asm!("wrgsbase {}", in(reg) aligned, options(nomem, nostack)) };
     // stack_t { ss_sp, ss_flags, ss_size }; the control block's page and
     // the XSAVE area are excluded.
-    let low = (XSAVE_OFFSET + XSAVE_ROOM) as u64;
+    let low = (SIGINFO_OFFSET + SIGINFO_ROOM) as u64;
     let ss: [u64; 3] = [aligned + low, 0, ALT_SIZE as u64 - low];
     // SAFETY: `ss` is a valid stack_t describing memory we own for the thread's life.
     let r = unsafe { syscall6(nr::SIGALTSTACK, ss.as_ptr() as u64, 0, 0, 0, 0, 0) };
@@ -600,9 +748,9 @@ pub fn supervise(child: i32) -> Result<i32, Errno> {
 
 /// Runs `f` (a host call that may block) with the signals in `unblock`
 /// deliverable, then blocks all signals again as the SIGSYS handler
-/// expects. Only pass signals whose disposition runs no guest code (default
-/// or ignore): they may arrive while runtime code runs, so e.g. Ctrl-C can
-/// end a program waiting on its terminal.
+/// expects. Default actions act at once (Ctrl-C ends a program waiting on
+/// its terminal); guest handlers are deferred by the trampoline (the thread
+/// is in runtime mode) and interrupt a call made with [`blocking6`].
 pub fn interruptible<R>(unblock: u64, f: impl FnOnce() -> R) -> R {
     let unblock = unblock & !(1u64 << (SIGSYS - 1));
     if unblock == 0 {
@@ -635,8 +783,24 @@ pub fn interruptible<R>(unblock: u64, f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 static MYST_GUEST_HANDLERS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
 
+/// Signals whose guest action has SA_RESETHAND and has not fired yet (bit
+/// N-1 for signal N): the trampoline resets the host action to SIG_DFL as it
+/// runs the handler, once.
+#[no_mangle]
+static MYST_RESETHAND: AtomicU64 = AtomicU64::new(0);
+
+/// The sa_mask of the guest's SIGSYS handler.
+#[no_mangle]
+static MYST_SIGSYS_MASK: AtomicU64 = AtomicU64::new(0);
+
+/// A kernel k_sigaction with SIG_DFL.
+#[no_mangle]
+static MYST_DFL_ACTION: [u64; 4] = [0; 4];
+
 extern "C" {
     fn myst_sig_trampoline();
+    fn myst_sig_defer();
+    fn myst_blocking_syscall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64;
 }
 
 global_asm!(
@@ -645,25 +809,299 @@ global_asm!(
     ".type myst_sig_trampoline,@function",
     "myst_sig_trampoline:",
     // rdi = signal, rsi = siginfo, rdx = ucontext; %gs = control block.
+    // Any register may be changed here: the guest handler returns through
+    // rt_sigreturn, which reloads them all from the ucontext.
     "cmpq $0, %gs:64",
-    "jne 1f",
+    "jne myst_sig_defer",
+    // The first handler after ppoll/pselect6/epoll_pwait/rt_sigsuspend
+    // returns to the mask from before the call (Linux's saved_sigmask).
+    "cmpq $0, %gs:96",
+    "je 2f",
+    "mov 168(%rdx), %rax",
+    "cmp %gs:104, %rax",
+    "jne 2f",
+    "mov %gs:112, %rax",
+    "mov %rax, 296(%rdx)",
+    "movq $0, %gs:96",
+    "2:",
+    "lea -1(%rdi), %ecx",
+    "lea {resethand}(%rip), %rax",
+    "lock btrq %rcx, (%rax)",
+    "jc 3f",
     "lea {table}(%rip), %rax",
     "jmp *(%rax,%rdi,8)",
-    "1:",
+    // SA_RESETHAND: the host action becomes SIG_DFL before the handler runs.
+    "3:",
+    "lea {table}(%rip), %rax",
+    "mov (%rax,%rdi,8), %r15",
+    "mov %rdi, %r12",
+    "mov %rsi, %r13",
+    "mov %rdx, %r14",
+    "mov $13, %eax",
+    "lea {dfl}(%rip), %rsi",
+    "xor %edx, %edx",
+    "mov $8, %r10d",
+    "syscall",
+    "mov %r12, %rdi",
+    "mov %r13, %rsi",
+    "mov %r14, %rdx",
+    "jmp *%r15",
+    ".size myst_sig_trampoline, .-myst_sig_trampoline",
+    // Runtime code is running: keep the siginfo, mark the signal pending
+    // (delivered when the syscall returns), and if the thread was about to
+    // enter or was in a blocking host call, make that call return
+    // -ERESTARTSYS (see myst_blocking_syscall).
+    ".globl myst_sig_defer",
+    ".type myst_sig_defer,@function",
+    "myst_sig_defer:",
+    "mov %gs:40, %rax",
     "lea -1(%rdi), %ecx",
+    "mov %rcx, %r8",
+    "shl $7, %rcx",
+    "lea {siginfo}(%rax,%rcx,1), %rdi",
+    "mov $16, %ecx",
+    "cld",
+    "rep movsq",
     "mov $1, %eax",
+    "mov %r8, %rcx",
     "shl %cl, %rax",
     "lock or %rax, %gs:72",
+    "mov 168(%rdx), %rax",
+    "lea myst_blocking_begin(%rip), %rcx",
+    "cmp %rcx, %rax",
+    "jb 4f",
+    "lea myst_blocking_end(%rip), %rcx",
+    "cmp %rcx, %rax",
+    "jae 4f",
+    "lea myst_blocking_restart(%rip), %rcx",
+    "mov %rcx, 168(%rdx)",
+    "4:",
     "ret",
-    ".size myst_sig_trampoline, .-myst_sig_trampoline",
+    ".size myst_sig_defer, .-myst_sig_defer",
+    // A host syscall that may block: myst_blocking_syscall(nr, a0..a5).
+    // If a deferred signal is pending before the call starts, or one
+    // arrives before the `syscall` instruction completes or the host
+    // kernel wants to restart it, the result is -ERESTARTSYS (512): the
+    // kernel then restarts the guest's call after its handler or fails it
+    // with EINTR, as Linux would. Threads without a control block (%gs
+    // base 0) just make the call.
+    ".globl myst_blocking_syscall",
+    ".type myst_blocking_syscall,@function",
+    "myst_blocking_syscall:",
+    "mov %rdi, %rax",
+    "mov %rsi, %rdi",
+    "mov %rdx, %rsi",
+    "mov %rcx, %rdx",
+    "mov %r8, %r10",
+    "mov %r9, %r8",
+    "mov 8(%rsp), %r9",
+    "rdgsbase %r11",
+    "test %r11, %r11",
+    "jz 5f",
+    ".globl myst_blocking_begin",
+    "myst_blocking_begin:",
+    "cmpq $0, %gs:72",
+    "jne myst_blocking_restart",
+    "5:",
+    "syscall",
+    ".globl myst_blocking_end",
+    "myst_blocking_end:",
+    "ret",
+    "myst_blocking_restart:",
+    "mov ${erestart}, %rax",
+    "ret",
+    ".size myst_blocking_syscall, .-myst_blocking_syscall",
     ".popsection",
     table = sym MYST_GUEST_HANDLERS,
+    resethand = sym MYST_RESETHAND,
+    dfl = sym MYST_DFL_ACTION,
+    siginfo = const SIGINFO_OFFSET,
+    erestart = const Errno::ERESTARTSYS.to_ret(),
     options(att_syntax)
 );
 
+/// The raw result myst_blocking_syscall gives when a deferred signal
+/// stopped the call before it started or the host kernel wanted to restart
+/// it ([`Errno::ERESTARTSYS`]).
+pub const ERESTARTSYS: i64 = Errno::ERESTARTSYS.to_ret();
+
+/// Issues host syscall `nr`, which may block, so that a guest signal that
+/// arrives before or during it interrupts it (see [`ERESTARTSYS`]).
+///
+/// # Safety
+/// As [`crate::raw::syscall6`].
+pub(crate) unsafe fn blocking6(
+    nr: u64,
+    a0: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+) -> i64 {
+    // While it waits the thread holds no runtime lock, so a fork in another
+    // thread need not wait for it.
+    let counted = world::pause();
+    // SAFETY: the caller guarantees the arguments; the stub follows the C
+    // calling convention and only issues the syscall.
+    let r = unsafe { myst_blocking_syscall(nr, a0, a1, a2, a3, a4, a5) };
+    world::resume(counted);
+    r
+}
+
+/// Threads in runtime code, so that fork happens only when no other thread
+/// of the process is inside the runtime (it could hold a runtime lock that
+/// the child, which has only the forking thread, would find locked forever).
+/// A thread counts from the start of a syscall to its end, except while it
+/// waits in [`blocking6`], where it holds no runtime lock.
+pub(crate) mod world {
+    use crate::raw::syscall6;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+    static ACTIVE: AtomicU32 = AtomicU32::new(0);
+    static FORKING: AtomicU32 = AtomicU32::new(0);
+
+    thread_local! {
+        static COUNTED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn futex_wait(word: &AtomicU32, val: u32) {
+        // SAFETY: FUTEX_WAIT_PRIVATE on a static word; no timeout.
+        unsafe { syscall6(202, word.as_ptr() as u64, 0x80, val as u64, 0, 0, 0) };
+    }
+
+    fn futex_wake(word: &AtomicU32) {
+        // SAFETY: FUTEX_WAKE_PRIVATE on a static word.
+        unsafe { syscall6(202, word.as_ptr() as u64, 0x81, i32::MAX as u64, 0, 0, 0) };
+    }
+
+    fn add() {
+        loop {
+            let f = FORKING.load(SeqCst);
+            if f != 0 {
+                futex_wait(&FORKING, f);
+                continue;
+            }
+            ACTIVE.fetch_add(1, SeqCst);
+            if FORKING.load(SeqCst) == 0 {
+                return;
+            }
+            sub();
+        }
+    }
+
+    fn sub() {
+        if ACTIVE.fetch_sub(1, SeqCst) == 1 && FORKING.load(SeqCst) != 0 {
+            futex_wake(&ACTIVE);
+        }
+    }
+
+    /// The calling thread enters runtime code (waits while a fork runs).
+    pub(crate) fn enter() {
+        if !COUNTED.with(|c| c.replace(true)) {
+            add();
+        }
+    }
+
+    /// The calling thread leaves runtime code.
+    pub(crate) fn leave() {
+        if COUNTED.with(|c| c.replace(false)) {
+            sub();
+        }
+    }
+
+    /// Stops counting the calling thread for a wait; returns whether it was.
+    pub(crate) fn pause() -> bool {
+        let counted = COUNTED.with(|c| c.replace(false));
+        if counted {
+            sub();
+        }
+        counted
+    }
+
+    /// Counts the thread again after [`pause`].
+    pub(crate) fn resume(counted: bool) {
+        if counted {
+            COUNTED.with(|c| c.set(true));
+            add();
+        }
+    }
+
+    /// Runs `f` (a fork) when no other thread is in runtime code; others
+    /// entering meanwhile wait until it is done (in the child too, where
+    /// only the calling thread exists).
+    pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+        let counted = pause();
+        while FORKING.compare_exchange(0, 1, SeqCst, SeqCst).is_err() {
+            futex_wait(&FORKING, 1);
+        }
+        loop {
+            let a = ACTIVE.load(SeqCst);
+            if a == 0 {
+                break;
+            }
+            futex_wait(&ACTIVE, a);
+        }
+        let r = f();
+        FORKING.store(0, SeqCst);
+        futex_wake(&FORKING);
+        resume(counted);
+        r
+    }
+}
+
+/// Signals deferred on this thread and not yet delivered (bit N-1 for N).
+pub fn deferred() -> u64 {
+    let cb = CONTROL.with(|c| c.get()) as *const ControlBlock;
+    if cb.is_null() {
+        return 0;
+    }
+    // SAFETY: cb is this thread's control block; the trampoline updates
+    // `pending` with atomic instructions on this same thread.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*cb).pending)) }
+}
+
+/// Queues the deferred signals of this thread again, each with the siginfo
+/// it arrived with (rt_tgsigqueueinfo to the thread itself keeps the
+/// sender's si_code, si_pid and si_uid). Called with signals blocked (the
+/// SIGSYS handler): they are delivered as the handler returns to the guest.
+fn requeue_deferred(cb: *mut ControlBlock) {
+    // SAFETY: cb is this thread's control block, alive while it runs.
+    let pending = unsafe { &*(core::ptr::addr_of!((*cb).pending) as *const AtomicU64) };
+    let mut bits = pending.swap(0, Ordering::SeqCst);
+    if bits == 0 {
+        return;
+    }
+    // SAFETY: no pointers.
+    let (pid, tid) = unsafe {
+        (
+            syscall6(nr::GETPID, 0, 0, 0, 0, 0, 0),
+            syscall6(nr::GETTID, 0, 0, 0, 0, 0, 0),
+        )
+    };
+    while bits != 0 {
+        let i = bits.trailing_zeros() as u64;
+        bits &= bits - 1;
+        let info = cb as u64 + SIGINFO_OFFSET as u64 + i * 128;
+        // SAFETY: `info` is this signal's 128-byte siginfo slot in the
+        // control block region.
+        let r = unsafe { syscall6(297, pid as u64, tid as u64, i + 1, info, 0, 0) };
+        if r < 0 {
+            // SAFETY: no pointers.
+            unsafe { syscall6(nr::TGKILL, pid as u64, tid as u64, i + 1, 0, 0, 0) };
+        }
+    }
+}
+
 /// Installs a guest signal handler (`handler` > 1) with the guest's flags
 /// and mask: the host calls the trampoline, which returns through myst's
-/// restorer. Returns the previous host action.
+/// restorer. The host action always has SA_SIGINFO (the siginfo of a
+/// deferred signal is kept) and never SA_RESETHAND or SA_ONSTACK: the
+/// trampoline resets a one-shot action itself when the handler really runs
+/// (not when the signal is only deferred). SA_RESTART stays, so the host
+/// kernel tells which interrupted calls Linux would restart. Returns the
+/// previous host action.
 pub fn install_guest_handler(
     sig: i32,
     handler: u64,
@@ -674,15 +1112,45 @@ pub fn install_guest_handler(
         .ok()
         .filter(|&s| (1..=64).contains(&s))
         .ok_or(Errno::EINVAL)?;
+    const SA_RESETHAND: u64 = 0x8000_0000;
+    let bit = 1u64 << (idx - 1);
+    if sig as u64 == SIGSYS {
+        // SIGSYS stays the runtime's on the host; the entry stub runs the
+        // guest's handler for a SIGSYS someone sent.
+        MYST_SIGSYS_MASK.store(mask, Ordering::SeqCst);
+        MYST_GUEST_HANDLERS[idx].store(handler, Ordering::SeqCst);
+        return Ok([0; 4]);
+    }
+    // Cleared first, so a signal arriving meanwhile cannot reset the new
+    // action on the old flag.
+    MYST_RESETHAND.fetch_and(!bit, Ordering::SeqCst);
     MYST_GUEST_HANDLERS[idx].store(handler, Ordering::SeqCst);
-    const SA_ONSTACK_FLAG: u64 = 0x0800_0000;
     let act = [
         myst_sig_trampoline as *const () as u64,
-        (flags & !SA_ONSTACK_FLAG) | SA_RESTORER,
+        (flags & !(SA_ONSTACK | SA_RESETHAND)) | SA_RESTORER | SA_SIGINFO,
         myst_restore_rt as *const () as u64,
         mask & !(1u64 << (SIGSYS - 1)),
     ];
-    crate::host::sigaction(sig, Some(act))
+    let r = crate::host::sigaction(sig, Some(act));
+    if r.is_ok() && flags & SA_RESETHAND != 0 {
+        MYST_RESETHAND.fetch_or(bit, Ordering::SeqCst);
+    }
+    r
+}
+
+/// Records the guest's default or ignore disposition of SIGSYS (the host's
+/// stays the runtime's).
+pub fn set_guest_sigsys(handler: u64) {
+    MYST_GUEST_HANDLERS[SIGSYS as usize].store(handler, Ordering::SeqCst);
+}
+
+/// Whether the one-shot (SA_RESETHAND) action of `sig` has fired since it
+/// was installed (the host action is SIG_DFL again).
+pub fn resethand_fired(sig: i32) -> bool {
+    match u32::try_from(sig) {
+        Ok(s @ 1..=64) => MYST_RESETHAND.load(Ordering::SeqCst) & (1u64 << (s - 1)) == 0,
+        _ => false,
+    }
 }
 
 /// Number of general registers in a ucontext.
@@ -873,6 +1341,8 @@ global_asm!(
 /// returns to its host thread, which frees its resources and ends; the
 /// main thread ends with a host exit (the process ends with its last thread).
 pub fn exit_thread(code: i32) -> ! {
+    // The thread leaves runtime code for good (a fork need not wait for it).
+    world::leave();
     let cb = CONTROL.with(|c| c.get()) as *mut ControlBlock;
     let (host_rsp, clear_tid) = if cb.is_null() {
         (0, 0)

@@ -90,6 +90,25 @@ pub trait Progress: Sync {
     fn advance(&self, files: u64, bytes: u64);
 }
 
+/// Where the bytes of [`FileData::Stream`] files come from. Reads come in
+/// the order (stream, offset) unless a stream is read by something else
+/// in between; an implementation may restart a stream to go backwards.
+pub trait StreamSource {
+    /// Fills `buf` from byte `off` of stream `stream`.
+    fn read_at(&mut self, stream: u32, off: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// A [`StreamSource`] for trees without stream files.
+struct NoStreams;
+
+impl StreamSource for NoStreams {
+    fn read_at(&mut self, stream: u32, _off: u64, _buf: &mut [u8]) -> io::Result<()> {
+        Err(io::Error::other(format!(
+            "no stream source given for stream {stream}"
+        )))
+    }
+}
+
 /// The result of [`build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -667,6 +686,30 @@ impl Source for SparseSource<'_> {
     }
 }
 
+/// A [`FileData::Stream`] file.
+struct StreamFile<'a> {
+    streams: &'a mut dyn StreamSource,
+    stream: u32,
+    base: u64,
+    size: u64,
+}
+
+impl Source for StreamFile<'_> {
+    fn next_data(&mut self, from: u64) -> io::Result<Option<u64>> {
+        Ok((from < self.size).then_some(from))
+    }
+    fn next_hole(&mut self, _from: u64) -> io::Result<u64> {
+        Ok(self.size)
+    }
+    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let at = self
+            .base
+            .checked_add(off)
+            .ok_or_else(|| io::Error::other("stream offset overflows"))?;
+        self.streams.read_at(self.stream, at, buf)
+    }
+}
+
 /// Files smaller than this are read without asking for holes first.
 const SEEK_HOLES_FROM: u64 = 1 << 20;
 
@@ -1082,6 +1125,20 @@ pub fn build(
     payload: &Payload,
     progress: Option<&dyn Progress>,
 ) -> Result<Image, Ext2Error> {
+    build_streamed(tree, out, out_path, opts, payload, progress, &mut NoStreams)
+}
+
+/// [`build`] for a tree with [`FileData::Stream`] files, read from
+/// `streams` (from the calling thread only).
+pub fn build_streamed(
+    tree: &Tree,
+    out: &File,
+    out_path: &Path,
+    opts: &Options,
+    payload: &Payload,
+    progress: Option<&dyn Progress>,
+    streams: &mut dyn StreamSource,
+) -> Result<Image, Ext2Error> {
     let bs = opts.block_size;
     if ![1024, 2048, 4096].contains(&bs) {
         return Err(Ext2Error::Config(format!(
@@ -1183,7 +1240,7 @@ pub fn build(
             progress,
             chunk_blocks: (1 << 20) / bs as usize,
         };
-        let counts = write_fs(&mut w, tree, &prep, opts, uuid, hash_seed)?;
+        let counts = write_fs(&mut w, tree, &prep, opts, uuid, hash_seed, streams)?;
         let tail = w.sink.finish()?;
         Ok::<_, Ext2Error>((counts, tail))
     })?;
@@ -1236,6 +1293,7 @@ fn write_fs(
     opts: &Options,
     uuid: [u8; 16],
     hash_seed: [u8; 16],
+    streams: &mut dyn StreamSource,
 ) -> Result<(u64, u64), Ext2Error> {
     let bs = w.bs;
     let geo = w.geo;
@@ -1244,6 +1302,26 @@ fn write_fs(
     let mut inodes: Vec<Inode> = vec![Inode::default(); last_ino as usize];
     let mut dirs_per_group = vec![0u64; geo.groups as usize];
     let bs_sectors = (bs / 512) as u32;
+    // Stream files, written after everything else in (stream, offset)
+    // order: (stream, offset, size, inode index, path).
+    let mut deferred: Vec<(u32, u64, u64, usize, PathBuf)> = Vec::new();
+    let file_blocks = |inode: &mut Inode,
+                       (map, used): ([u32; N_BLOCKS], u64),
+                       size: u64,
+                       path: &dyn Fn() -> PathBuf|
+     -> Result<(), Ext2Error> {
+        let sectors = used
+            .checked_mul(u64::from(bs_sectors))
+            .filter(|&s| s <= u64::from(u32::MAX))
+            .ok_or_else(|| Ext2Error::Source {
+                path: path(),
+                msg: "too many blocks for ext2's 32-bit sector count".into(),
+            })?;
+        inode.block = map;
+        inode.blocks = sectors as u32;
+        inode.size = size;
+        Ok(())
+    };
 
     for (i, plan) in prep.plans.iter().enumerate() {
         let ino = ino_of_index(i);
@@ -1299,30 +1377,31 @@ fn write_fs(
             match kind {
                 Some(NodeKind::File(data)) => {
                     let size = data.size();
-                    let (map, used) = match data {
+                    let written = match data {
                         FileData::Memory(v) => {
                             w.write_data(&mut MemSource(v), size, true, &path)?
                         }
                         FileData::Sparse { size, extents } => {
                             w.write_data(&mut SparseSource { extents }, *size, true, &path)?
                         }
-                        FileData::Host { size: 0, .. } => ([0; N_BLOCKS], 0),
+                        FileData::Host { size: 0, .. } | FileData::Stream { size: 0, .. } => {
+                            ([0; N_BLOCKS], 0)
+                        }
                         FileData::Host { path: p, size } => {
                             let mut src =
                                 HostSource::open(p, *size).map_err(|e| Ext2Error::io(p, e))?;
                             w.write_data(&mut src, *size, true, &path)?
                         }
+                        FileData::Stream {
+                            stream,
+                            offset,
+                            size,
+                        } => {
+                            deferred.push((*stream, *offset, *size, i, path()));
+                            ([0; N_BLOCKS], 0)
+                        }
                     };
-                    let sectors = used
-                        .checked_mul(u64::from(bs_sectors))
-                        .filter(|&s| s <= u64::from(u32::MAX))
-                        .ok_or_else(|| Ext2Error::Source {
-                            path: path(),
-                            msg: "too many blocks for ext2's 32-bit sector count".into(),
-                        })?;
-                    inode.block = map;
-                    inode.blocks = sectors as u32;
-                    inode.size = size;
+                    file_blocks(&mut inode, written, size, &path)?;
                     if let Some(p) = w.progress {
                         p.advance(1, 0);
                     }
@@ -1354,6 +1433,19 @@ fn write_fs(
             }
         }
         inodes[(ino - 1) as usize] = inode;
+    }
+    deferred.sort_by_key(|d| (d.0, d.1, d.3));
+    for (stream, offset, size, i, p) in deferred {
+        let path = || p.clone();
+        let mut src = StreamFile {
+            streams: &mut *streams,
+            stream,
+            base: offset,
+            size,
+        };
+        let written = w.write_data(&mut src, size, true, &path)?;
+        let ino = ino_of_index(i);
+        file_blocks(&mut inodes[(ino - 1) as usize], written, size, &path)?;
     }
 
     // Inode tables: only blocks holding used inodes are written; the rest

@@ -21,7 +21,10 @@ mod sink;
 pub mod structs;
 pub mod tree;
 
-pub use builder::{build, max_file_size, Image, Options, Payload, Progress, Transform};
+pub use builder::{
+    build, build_streamed, max_file_size, Image, Options, Payload, Progress, StreamSource,
+    Transform,
+};
 pub use layout::Geometry;
 pub use tree::{FileData, Meta, Node, NodeId, NodeKind, Tree};
 

@@ -49,13 +49,29 @@ pub enum FileData {
         /// Data extents.
         extents: Vec<(u64, Vec<u8>)>,
     },
+    /// `size` bytes at `offset` of stream number `stream` of the
+    /// [`StreamSource`](super::StreamSource) given to
+    /// [`build_streamed`](super::build_streamed) (a layer of a container
+    /// image, say). Such files are written after all other inodes, in the
+    /// order (stream, offset), so that a source that can only read forward
+    /// (a decompressor) reads each stream once from start to end.
+    Stream {
+        /// Stream number.
+        stream: u32,
+        /// Offset of the first byte in the stream.
+        offset: u64,
+        /// File size.
+        size: u64,
+    },
 }
 
 impl FileData {
     /// The file's size in bytes.
     pub fn size(&self) -> u64 {
         match self {
-            FileData::Host { size, .. } | FileData::Sparse { size, .. } => *size,
+            FileData::Host { size, .. }
+            | FileData::Sparse { size, .. }
+            | FileData::Stream { size, .. } => *size,
             FileData::Memory(v) => v.len() as u64,
         }
     }

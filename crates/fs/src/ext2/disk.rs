@@ -412,6 +412,8 @@ pub struct Inode {
     pub block: [u32; N_BLOCKS],
     /// Extended-attribute block.
     pub file_acl: u32,
+    /// `i_generation`: set anew when the inode number is given to a new file.
+    pub generation: u32,
 }
 
 fn time_from(lo: u32, extra: Option<u32>) -> Timespec {
@@ -485,6 +487,7 @@ impl Inode {
             flags: le32(r, 32),
             block,
             file_acl: le32(r, 104),
+            generation: le32(r, 100),
             raw: Vec::new(),
         };
         i.raw = raw;
@@ -518,6 +521,7 @@ impl Inode {
         for (i, b) in self.block.iter().enumerate() {
             put32(r, 40 + 4 * i, *b);
         }
+        put32(r, 100, self.generation);
         put32(r, 104, self.file_acl);
         if FileType::from_mode(u32::from(self.mode)) == Some(FileType::Regular) {
             put32(r, 108, (self.size >> 32) as u32);

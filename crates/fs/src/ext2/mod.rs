@@ -20,6 +20,7 @@ mod alloc;
 mod bmap;
 mod dir;
 pub mod disk;
+mod holds;
 mod io;
 mod ops;
 mod state;
@@ -96,6 +97,8 @@ pub struct MountOptions {
 /// A mounted ext2 file system.
 pub struct Ext2Fs {
     state: Mutex<State>,
+    /// Hold counts are one table for every process sharing the device.
+    shared_holds: bool,
 }
 
 impl Ext2Fs {
@@ -177,7 +180,7 @@ impl Ext2Fs {
             groups,
             read_only,
             name: name.clone(),
-            holds: HashMap::new(),
+            holds: holds::Holds::new(dev.shared_generation().is_some()),
             orphans: HashSet::new(),
             dirty_sb: false,
             dirty_groups: BTreeSet::new(),
@@ -191,6 +194,7 @@ impl Ext2Fs {
             Err(errno) => return Err(MountError::BadRoot { name, errno }),
         }
         Ok(Ext2Fs {
+            shared_holds: st.holds.is_shared(),
             state: Mutex::new(st),
         })
     }
@@ -380,10 +384,31 @@ impl FileSystem for Ext2Fs {
         let st = self.lock()?;
         st.io.dev().flush().map_err(Errno::from)
     }
+    fn generation(&self, ino: Ino) -> FsResult<u64> {
+        // A deleted inode is a normal answer here (a mapping outlived its
+        // file), not a corruption to report.
+        let st = self.lock()?;
+        let n = u32::try_from(ino).map_err(|_| Errno::ENOENT)?;
+        let i = st.read_inode_raw(n)?;
+        if i.kind().is_none()
+            || (i.links == 0 && !st.orphans.contains(&n) && st.holds.count(n) == 0)
+        {
+            return Err(Errno::ENOENT);
+        }
+        Ok(u64::from(i.generation))
+    }
     fn retain(&self, ino: Ino) {
         if let (Ok(mut st), Ok(i)) = (self.lock(), u32::try_from(ino)) {
-            *st.holds.entry(i).or_insert(0) += 1;
+            if !st.holds.add(i) {
+                eprintln!(
+                    "myst: ext2: {}: too many open inodes; inode {i} may be freed while open",
+                    st.name
+                );
+            }
         }
+    }
+    fn shared_holds(&self) -> bool {
+        self.shared_holds
     }
     fn release(&self, ino: Ino) {
         if let Ok(i) = u32::try_from(ino) {

@@ -222,6 +222,7 @@ impl State {
         i.mtime = new.time;
         i.ctime = new.time;
         i.links = if is_dir { 2 } else { 1 };
+        i.generation = crate::fresh_generation();
         let built = self.init_inode(&mut i, new, d.ino, target);
         let linked = built.and_then(|_| self.add_entry(&mut d, name, ino, new.kind));
         if let Err(e) = linked {
@@ -327,7 +328,10 @@ impl State {
 
     /// An inode lost its last link: free it now or when the VFS lets go.
     fn unlinked(&mut self, i: Inode) -> FsResult<()> {
-        if self.holds.contains_key(&i.ino) {
+        if self.holds.count(i.ino) > 0 {
+            // With shared holds the process that frees it may be another
+            // one: the mark is in the shared table.
+            self.holds.mark_orphan(i.ino);
             self.orphans.insert(i.ino);
             Ok(())
         } else {
@@ -538,15 +542,22 @@ impl State {
 
     /// `release`: frees an orphan when its last user goes.
     pub fn release(&mut self, ino: u32) -> FsResult<()> {
-        let Some(n) = self.holds.get_mut(&ino) else {
+        let Some((0, shared_orphan)) = self.holds.sub(ino) else {
             return Ok(());
         };
-        *n -= 1;
-        if *n > 0 {
+        if self.read_only.is_some() {
             return Ok(());
         }
-        self.holds.remove(&ino);
-        if self.orphans.contains(&ino) && self.read_only.is_none() {
+        if self.holds.is_shared() {
+            // Unlinked in whichever process sharing the device.
+            if shared_orphan {
+                let i = self.read_inode_raw(ino)?;
+                if i.links == 0 {
+                    self.destroy(i)?;
+                }
+            }
+            self.orphans.remove(&ino);
+        } else if self.orphans.contains(&ino) {
             let i = self.read_inode_raw(ino)?;
             self.destroy(i)?;
         }

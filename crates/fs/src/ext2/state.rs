@@ -28,8 +28,9 @@ pub struct State {
     pub read_only: Option<String>,
     /// Name for log lines.
     pub name: String,
-    /// Inodes the VFS keeps in use, with counts.
-    pub holds: HashMap<u32, u32>,
+    /// Inodes the VFS keeps in use, with counts (for every process when
+    /// the device is shared).
+    pub holds: super::holds::Holds,
     /// Unlinked inodes still in use; freed on their last release.
     pub orphans: HashSet<u32>,
     /// The superblock needs writing.
@@ -126,7 +127,7 @@ impl State {
         if i.links == 0
             && ino != ROOT_INO
             && !self.orphans.contains(&ino)
-            && !self.holds.contains_key(&ino)
+            && self.holds.count(ino) == 0
         {
             return Err(self.corrupt("directory entry names a deleted inode"));
         }

@@ -21,7 +21,29 @@ const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 fn do_fork(frame: &mut SyscallFrame, stack: u64) -> SysResult {
-    let pid = host::fork().map_err(|e| e.with("fork"))?;
+    // The child gets a reference on every shared open file description
+    // and on every page-store file it maps before it exists; the table
+    // stays locked so none is opened or closed in between.
+    let k = crate::kernel();
+    let fds = lock(&k.fds);
+    let files: Vec<_> = fds.list().into_iter().map(|(_, e)| e.file).collect();
+    let ticket = crate::ofd::fork_prepare(files.iter().filter_map(|f| f.desc()))?;
+    let held = crate::pagestore::before_fork();
+    let pid = match host::fork() {
+        Ok(pid) => pid,
+        Err(e) => {
+            crate::pagestore::fork_failed(&held);
+            crate::ofd::fork_abort(ticket);
+            return Err(e.with("fork"));
+        }
+    };
+    if pid == 0 {
+        crate::ofd::fork_child(ticket);
+    } else {
+        crate::ofd::fork_parent(ticket, pid);
+    }
+    drop(fds);
+    drop(files);
     if pid == 0 {
         if let Err(e) = sud::rearm_after_fork() {
             host::write_stderr(format!("myst: error: fork child: {e}\n").as_bytes());
@@ -107,6 +129,11 @@ pub fn clone(
 /// wait4(2) on host children.
 pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
     let (p, st) = host::wait4(pid as i64 as i32, options as i32)?;
+    // An exited or killed child (not one that stopped or continued) may
+    // have left locks and open file references behind.
+    if p > 0 && st & 0x7f != 0x7f && st != 0xffff {
+        crate::ofd::reap_pid(p as u32);
+    }
     if p > 0 && status != 0 {
         write_i32(status, st)?;
     }

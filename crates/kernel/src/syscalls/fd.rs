@@ -2,10 +2,13 @@
 //! fcntl, ioctl, getdents64, fstat, fsync, ftruncate, sendfile, pipes, poll.
 
 use super::{copy_in, copy_out, file_of, read_iovec, SysResult};
-use crate::file::{lock, FileKind, OpenFile, O_APPEND, O_CLOEXEC, O_NONBLOCK, O_WRONLY};
-use crate::stat;
+use crate::file::{
+    lock, FileKind, OpenFile, O_APPEND, O_ASYNC, O_CLOEXEC, O_NONBLOCK, O_PATH, O_WRONLY,
+};
 use crate::Kernel;
+use crate::{locks, stat};
 use myst_fs::{Errno, FileType, SetAttr};
+use myst_platform::sud::{self, SyscallFrame};
 use myst_platform::{guestmem, host};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -87,7 +90,7 @@ fn kread(f: &OpenFile, off: Option<u64>, buf: &mut [u8]) -> Result<usize, Errno>
             match off {
                 Some(o) => loc.mnt.fs.read(loc.ino, o, buf),
                 None => {
-                    let mut pos = lock(&f.pos);
+                    let mut pos = f.pos();
                     let n = loc.mnt.fs.read(loc.ino, *pos, buf)?;
                     *pos += n as u64;
                     Ok(n)
@@ -108,7 +111,7 @@ fn kwrite(f: &OpenFile, off: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
             match off {
                 Some(o) => loc.mnt.fs.write(loc.ino, o, data),
                 None => {
-                    let mut pos = lock(&f.pos);
+                    let mut pos = f.pos();
                     if f.flags() & O_APPEND != 0 {
                         // Size and write in one file-system operation, so
                         // appenders in other processes cannot interleave.
@@ -134,7 +137,7 @@ pub fn read(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     if let FileKind::Host { .. } = f.kind {
         return read_at(&f, 0, buf, count);
     }
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     let n = read_at(&f, *pos, buf, count)?;
     *pos += n as u64;
     Ok(n)
@@ -149,7 +152,7 @@ pub fn write(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     if let FileKind::Host { .. } = f.kind {
         return write_at(&f, 0, buf, count);
     }
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     if f.flags() & O_APPEND != 0 {
         if let FileKind::Node { chain, kind } = &f.kind {
             if *kind == FileType::Directory {
@@ -275,7 +278,7 @@ pub fn lseek(k: &Kernel, fd: u64, off: u64, whence: u64) -> SysResult {
         }
         FileKind::Node { chain, .. } => chain.loc().clone(),
     };
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     let off = off as i64;
     let new = match whence {
         0 => off,
@@ -368,8 +371,13 @@ pub fn dup3(k: &Kernel, old: u64, new: u64, flags: u64) -> SysResult {
     install_at(k, f, new, flags != 0)
 }
 
-/// fcntl(2).
-pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
+/// Status flags F_SETFL may change (O_APPEND, O_NONBLOCK, O_ASYNC,
+/// O_DIRECT, O_NOATIME), as on Linux.
+const SETFL_MASK: u32 = O_APPEND | O_NONBLOCK | 0o20000 | 0o40000 | 0o1000000;
+
+/// fcntl(2). The frame gives the caller's signal mask (F_SETLKW waits
+/// until a signal the guest handles arrives).
+pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64, frame: &SyscallFrame) -> SysResult {
     let ifd = i32::try_from(fd as i64).map_err(|_| Errno::EBADF)?;
     let f = file_of(k, fd)?;
     match cmd {
@@ -381,27 +389,213 @@ pub fn fcntl(k: &Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         3 => Ok((f.flags() | 0o100000) as i64),
         4 => {
-            let keep = f.flags() & !(O_APPEND | O_NONBLOCK);
-            let new = keep | (arg as u32 & (O_APPEND | O_NONBLOCK));
-            f.flags.store(new, Ordering::Relaxed);
+            let keep = f.flags() & !SETFL_MASK;
+            let new = keep | (arg as u32 & SETFL_MASK);
             if let FileKind::Host { fd, .. } = &f.kind {
-                let _ = host::set_status_flags(*fd, new & (O_APPEND | O_NONBLOCK) | (new & 3));
+                host::set_status_flags(*fd, new & SETFL_MASK | (new & 3))?;
             }
+            f.set_flags(new);
             Ok(0)
         }
-        5 | 36 => {
-            // F_GETLK: nothing is locked (one process owns the files).
-            let mut fl = copy_in(arg, 32)?;
-            fl[0..2].copy_from_slice(&2i16.to_le_bytes());
-            copy_out(arg, &fl)?;
-            Ok(0)
+        5..=7 | 36..=38 => record_lock(k, &f, cmd, arg, frame),
+        // Leases: none can be taken; nothing is ever leased.
+        1024 => {
+            if arg == 2 {
+                Ok(0)
+            } else {
+                Err(Errno::EINVAL.with("leases are not supported"))
+            }
         }
-        6 | 7 | 37 | 38 => Ok(0),
-        1024 | 1025 => Ok(0),
-        1031 | 1032 => Ok(65536),
+        1025 => Ok(2),
+        // F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG, F_SETOWN_EX, F_GETOWN_EX:
+        // SIGIO for pipes and sockets is the host's (guest pids are host
+        // pids); files of mounted file systems never signal.
+        8..=11 | 15 | 16 => match &f.kind {
+            FileKind::Host { fd, .. } => match cmd {
+                15 | 16 => {
+                    let mut ex = [0u8; 8];
+                    if cmd == 15 {
+                        ex.copy_from_slice(&copy_in(arg, 8)?);
+                    }
+                    Errno::result(host::fcntl_buf(*fd, cmd as i32, &mut ex))?;
+                    if cmd == 16 {
+                        copy_out(arg, &ex)?;
+                    }
+                    Ok(0)
+                }
+                // F_GETOWN gives a process group as a negative number.
+                9 => Ok(host::fcntl_int(*fd, 9, 0)),
+                _ => Errno::result(host::fcntl_int(*fd, cmd as i32, arg)),
+            },
+            FileKind::Node { .. } => match cmd {
+                15 => copy_in(arg, 8).map(|_| 0),
+                16 => copy_out(arg, &[0u8; 8]).map(|_| 0),
+                _ => Ok(0),
+            },
+        },
+        // F_SETPIPE_SZ, F_GETPIPE_SZ: pipes are the host's.
+        1031 | 1032 => match &f.kind {
+            FileKind::Host { fd, .. } => Errno::result(host::fcntl_int(*fd, cmd as i32, arg)),
+            FileKind::Node { .. } => Err(Errno::EBADF),
+        },
         1033 | 1034 => Ok(0),
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// The byte range of a `struct flock` (Linux's flock_to_posix_lock).
+fn lock_range(f: &OpenFile, whence: i16, start: i64, len: i64) -> Result<locks::Range, Errno> {
+    let base = match whence {
+        0 => 0,
+        1 => *f.pos() as i64,
+        2 => match f.loc() {
+            Some(l) => l.attr()?.size as i64,
+            None => return Err(Errno::EINVAL),
+        },
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut first = base.checked_add(start).ok_or(Errno::EOVERFLOW)?;
+    if first < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let last = if len > 0 {
+        first.checked_add(len - 1).ok_or(Errno::EOVERFLOW)?
+    } else if len < 0 {
+        let last = first - 1;
+        first += len;
+        if first < 0 {
+            return Err(Errno::EINVAL);
+        }
+        last
+    } else {
+        i64::MAX
+    };
+    Ok(locks::Range {
+        start: first as u64,
+        end: last as u64,
+    })
+}
+
+/// How a blocking lock wait of the call in `frame` may be interrupted
+/// (reading the mask costs a host call on the fast path: only for waits).
+fn interrupt(k: &Kernel, frame: &SyscallFrame) -> locks::Interrupt {
+    locks::Interrupt {
+        guest_mask: frame.sigmask(),
+        no_handler: k.no_handler.load(Ordering::Relaxed),
+    }
+}
+
+/// F_GETLK, F_SETLK, F_SETLKW and their F_OFD_ forms.
+fn record_lock(k: &Kernel, f: &OpenFile, cmd: u64, arg: u64, frame: &SyscallFrame) -> SysResult {
+    let mut raw: [u8; 32] = copy_in(arg, 32)?.try_into().map_err(|_| Errno::EFAULT)?;
+    let i16_at = |o: usize| i16::from_le_bytes([raw[o], raw[o + 1]]);
+    let i64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[o..o + 8]);
+        i64::from_le_bytes(b)
+    };
+    let (l_type, whence, start, len) = (i16_at(0), i16_at(2), i64_at(8), i64_at(16));
+    let l_pid = i32::from_le_bytes([raw[24], raw[25], raw[26], raw[27]]);
+    let ofd_cmd = cmd >= 36;
+    let get = cmd == 5 || cmd == 36;
+    let wait = cmd == 7 || cmd == 38;
+    if f.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    if ofd_cmd && l_pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let new = match l_type {
+        0 => Some(false),
+        1 => Some(true),
+        2 => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    if let FileKind::Host { fd, .. } = &f.kind {
+        // Pipes, sockets, terminals: the host's own locks.
+        let r = if wait {
+            let int = interrupt(k, frame);
+            myst_platform::sud::interruptible(int.no_handler & !int.guest_mask, || {
+                host::fcntl_lock(*fd, cmd, &mut raw)
+            })
+        } else {
+            host::fcntl_lock(*fd, cmd, &mut raw)
+        };
+        r?;
+        if get {
+            copy_out(arg, &raw)?;
+        }
+        return Ok(0);
+    }
+    if !get {
+        match new {
+            Some(false) if !f.readable() => return Err(Errno::EBADF),
+            Some(true) if !f.writable() => return Err(Errno::EBADF),
+            _ => {}
+        }
+    }
+    let key = f.key().ok_or(Errno::EBADF)?;
+    let range = lock_range(f, whence, start, len)?;
+    let (class, owner) = if ofd_cmd {
+        let d = f.desc().ok_or(locks::ENOLCK)?;
+        (locks::Class::Ofd, d.owner())
+    } else {
+        (locks::Class::Posix, locks::my_posix_owner()?)
+    };
+    if get {
+        let write = new.ok_or(Errno::EINVAL)?;
+        match locks::test(key, class, owner, write, range)? {
+            None => raw[0..2].copy_from_slice(&2i16.to_le_bytes()),
+            Some(h) => {
+                let len = if h.range.end == locks::OFFSET_MAX {
+                    0
+                } else {
+                    h.range.end - h.range.start + 1
+                };
+                raw[0..2].copy_from_slice(&i16::from(h.write).to_le_bytes());
+                raw[2..4].copy_from_slice(&0i16.to_le_bytes());
+                raw[8..16].copy_from_slice(&h.range.start.to_le_bytes());
+                raw[16..24].copy_from_slice(&len.to_le_bytes());
+                raw[24..28].copy_from_slice(&h.pid.to_le_bytes());
+            }
+        }
+        copy_out(arg, &raw)?;
+        return Ok(0);
+    }
+    let int = wait.then(|| interrupt(k, frame));
+    locks::set(key, class, owner, new, range, int.as_ref())?;
+    Ok(0)
+}
+
+/// flock(2): whole-file locks owned by the open file description.
+pub fn flock(k: &Kernel, fd: u64, op: u64, frame: &SyscallFrame) -> SysResult {
+    const LOCK_NB: u64 = 4;
+    let f = file_of(k, fd)?;
+    if f.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    let new = match op & !LOCK_NB {
+        1 => Some(false),
+        2 => Some(true),
+        8 => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let blocking = op & LOCK_NB == 0 && new.is_some();
+    let int = blocking.then(|| interrupt(k, frame));
+    if let FileKind::Host { fd, .. } = &f.kind {
+        let r = if let Some(int) = &int {
+            myst_platform::sud::interruptible(int.no_handler & !int.guest_mask, || {
+                host::flock(*fd, op as i32)
+            })
+        } else {
+            host::flock(*fd, op as i32)
+        };
+        return r.map(|_| 0);
+    }
+    let key = f.key().ok_or(Errno::EBADF)?;
+    let d = f.desc().ok_or(locks::ENOLCK)?;
+    locks::flock(key, d.owner(), new, int.as_ref())?;
+    Ok(0)
 }
 
 /// ioctl(2): terminal requests go to the host for host descriptors.
@@ -413,6 +607,25 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             lock(&k.fds).get_mut(ifd)?.cloexec = req == 0x5451;
             return Ok(0);
         }
+        0x5452 => {
+            // FIOASYNC: SIGIO when the descriptor becomes ready (the host
+            // sends it, to the owner set with F_SETOWN or FIOSETOWN).
+            let v = copy_in(arg, 4)?;
+            let on = v != [0, 0, 0, 0];
+            let flags = f.flags();
+            let new = if on {
+                flags | O_ASYNC
+            } else {
+                flags & !O_ASYNC
+            };
+            if let FileKind::Host { fd, .. } = &f.kind {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&v);
+                Errno::result(host::ioctl_buf(*fd, req, &mut b))?;
+            }
+            f.set_flags(new);
+            return Ok(0);
+        }
         0x5421 => {
             let v = copy_in(arg, 4)?;
             let on = v != [0, 0, 0, 0];
@@ -422,7 +635,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             } else {
                 flags & !O_NONBLOCK
             };
-            f.flags.store(new, Ordering::Relaxed);
+            f.set_flags(new);
             if let FileKind::Host { fd, .. } = &f.kind {
                 let _ = host::set_status_flags(*fd, new & (O_APPEND | O_NONBLOCK) | (new & 3));
             }
@@ -435,7 +648,7 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         FileKind::Node { chain, kind } => {
             if req == 0x541B && *kind == FileType::Regular {
                 let size = chain.loc().attr()?.size;
-                let pos = *lock(&f.pos);
+                let pos = *f.pos();
                 super::write_i32(arg, size.saturating_sub(pos).min(i32::MAX as u64) as i32)?;
                 return Ok(0);
             }
@@ -450,6 +663,10 @@ pub fn ioctl(k: &Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
         0x5414 => (8, false),                  // TIOCSWINSZ
         0x540F | 0x5429 | 0x541B => (4, true), // TIOCGPGRP, TIOCGSID, FIONREAD
         0x5410 => (4, false),                  // TIOCSPGRP
+        0x8901 | 0x8902 => (4, false),         // FIOSETOWN, SIOCSPGRP
+        0x8903 | 0x8904 => (4, true),          // FIOGETOWN, SIOCGPGRP
+        0x8905 => (4, true),                   // SIOCATMARK
+        0x5411 => (4, true),                   // TIOCOUTQ
         0x5409..=0x540B => {
             let r = host::ioctl_int(hfd, req, arg);
             return Errno::result(r);
@@ -597,7 +814,7 @@ pub fn getdents64(k: &Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
         } => chain.clone(),
         _ => return Err(Errno::ENOTDIR),
     };
-    let mut pos = lock(&f.pos);
+    let mut pos = f.pos();
     let mut cache = lock(&f.dir_cache);
     if cache.is_none() || *pos == 0 {
         let loc = chain.loc();
@@ -685,12 +902,16 @@ pub fn pipe2(k: &Kernel, fds: u64, flags: u64) -> SysResult {
 }
 
 /// The core of poll/ppoll/select: files of mounted file systems are always
-/// ready; host descriptors are polled on the host. Returns the revents of
-/// each entry and the number of ready entries.
+/// ready; host descriptors are polled on the host, with the signal mask
+/// `mask` for the wait (applied atomically by the host's ppoll, so a guest
+/// signal that the mask lets through interrupts the wait, EINTR, even one
+/// that was pending before the call). Returns the revents of each entry
+/// and the number of ready entries.
 fn poll_core(
     k: &Kernel,
     entries: &[(i32, i16)],
     timeout_ms: i32,
+    mask: u64,
 ) -> Result<(Vec<i16>, i64), Errno> {
     let mut revents = vec![0i16; entries.len()];
     let mut host_set: Vec<(i32, i16, i16)> = Vec::new();
@@ -722,34 +943,70 @@ fn poll_core(
             },
         }
     }
-    if !host_set.is_empty() {
-        let t = if ready > 0 { 0 } else { timeout_ms };
-        host::poll(&mut host_set, t)?;
-        for (i, m) in map.iter().enumerate() {
-            if let Some(j) = m {
-                revents[i] = host_set[*j].2;
-                if revents[i] != 0 {
-                    ready += 1;
-                }
+    if host_set.is_empty() && ready > 0 {
+        return Ok((revents, ready));
+    }
+    // With nothing on the host to watch this still waits out the timeout
+    // (or, without one, until a signal arrives), as Linux does.
+    let t = if ready > 0 { 0 } else { timeout_ms };
+    host::ppoll(&mut host_set, t, mask)?;
+    for (i, m) in map.iter().enumerate() {
+        if let Some(j) = m {
+            revents[i] = host_set[*j].2;
+            if revents[i] != 0 {
+                ready += 1;
             }
         }
-    } else if ready == 0 && timeout_ms > 0 {
-        // Nothing can ever become ready; sleep out the timeout.
-        let ms = timeout_ms as i64;
-        let _ = host::clock_nanosleep(1, 0, (ms / 1000, (ms % 1000) * 1_000_000));
-    } else if ready == 0 && timeout_ms < 0 {
-        // Waiting forever on nothing: like Linux, until a signal arrives.
-        let _ = host::clock_nanosleep(1, 0, (1 << 40, 0));
-        return Err(Errno::EINTR);
     }
     Ok((revents, ready))
 }
 
-/// poll(2).
-pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
+/// The signal mask for a wait: the temporary one at `sigmask` (ppoll,
+/// pselect6, epoll_pwait; size must be 8), or the current one.
+pub fn wait_mask(
+    frame: &SyscallFrame,
+    sigmask: u64,
+    size: u64,
+) -> Result<(u64, Option<u64>), Errno> {
+    let cur = frame.sigmask();
+    if sigmask == 0 {
+        return Ok((cur, None));
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    // SIGKILL and SIGSTOP cannot be blocked.
+    let t = super::read_u64(sigmask)? & !((1 << 8) | (1 << 18));
+    Ok((t, Some(t)))
+}
+
+/// After a wait with a temporary mask: a signal that only the temporary
+/// mask let through interrupted it (EINTR); it is delivered under the
+/// temporary mask, and its handler returns to the old one (Linux's
+/// saved_sigmask). Other results keep the old mask.
+pub fn finish_wait(frame: &mut SyscallFrame, temp: Option<u64>, old: u64, r: &SysResult) {
+    if let (Some(t), Err(e)) = (temp, r) {
+        if e.code == Errno::EINTR.code && sud::deferred() & old & !t != 0 {
+            frame.set_temp_mask_until_handler(t, old);
+        }
+    }
+}
+
+/// poll(2) and ppoll(2) (`ts` a timespec; `sigmask` the temporary mask).
+pub fn ppoll(
+    k: &Kernel,
+    frame: &mut SyscallFrame,
+    fds: u64,
+    nfds: u64,
+    timeout_ms: i32,
+    sigmask: u64,
+    size: u64,
+) -> SysResult {
     if nfds > 4096 {
         return Err(Errno::EINVAL);
     }
+    let (mask, temp) = wait_mask(frame, sigmask, size)?;
+    let old = frame.sigmask();
     let mut raw = copy_in(fds, nfds as usize * 8)?;
     let entries: Vec<(i32, i16)> = raw
         .chunks_exact(8)
@@ -760,15 +1017,41 @@ pub fn poll(k: &Kernel, fds: u64, nfds: u64, timeout: u64) -> SysResult {
             )
         })
         .collect();
-    let (revents, ready) = poll_core(k, &entries, timeout as i32)?;
-    for (i, r) in revents.iter().enumerate() {
-        raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
-    }
-    copy_out(fds, &raw)?;
-    Ok(ready)
+    let r = poll_core(k, &entries, timeout_ms, mask);
+    let r = r.and_then(|(revents, ready)| {
+        for (i, r) in revents.iter().enumerate() {
+            raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
+        }
+        copy_out(fds, &raw)?;
+        Ok(ready)
+    });
+    finish_wait(frame, temp, old, &r);
+    r
 }
 
-fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
+/// ppoll(2) with its timespec.
+pub fn ppoll_ts(
+    k: &Kernel,
+    frame: &mut SyscallFrame,
+    fds: u64,
+    nfds: u64,
+    ts: u64,
+    sigmask: u64,
+    size: u64,
+) -> SysResult {
+    let t = timeout_ms(ts, true)?;
+    ppoll(k, frame, fds, nfds, t, sigmask, size)
+}
+
+/// poll(2).
+pub fn poll(k: &Kernel, frame: &mut SyscallFrame, fds: u64, nfds: u64, timeout: u64) -> SysResult {
+    let t = (timeout as i32).max(-1);
+    ppoll(k, frame, fds, nfds, t, 0, 0)
+}
+
+/// A timeout in milliseconds (rounded up; -1 for none) from a guest
+/// timespec (`nsec_unit`) or timeval.
+pub fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
     if ts == 0 {
         return Ok(-1);
     }
@@ -786,25 +1069,28 @@ fn timeout_ms(ts: u64, nsec_unit: bool) -> Result<i32, Errno> {
     Ok(ms.min(i32::MAX as i64) as i32)
 }
 
-/// ppoll(2) (the temporary signal mask is not applied).
-pub fn ppoll(k: &Kernel, fds: u64, nfds: u64, ts: u64) -> SysResult {
-    let t = timeout_ms(ts, true)?;
-    poll(k, fds, nfds, t as i64 as u64)
-}
-
-/// select(2) and pselect6(2), through poll.
+/// select(2) (`sigmask` 0) and pselect6(2) (`sigmask` points at the
+/// { const sigset_t *ss; size_t ss_len; } pair), through poll.
+#[allow(clippy::too_many_arguments)]
 pub fn select(
     k: &Kernel,
+    frame: &mut SyscallFrame,
     nfds: u64,
     rd: u64,
     wr: u64,
     ex: u64,
     ts: u64,
-    nsec_unit: bool,
+    pselect_data: Option<u64>,
 ) -> SysResult {
     if nfds > 1024 {
         return Err(Errno::EINVAL);
     }
+    let (sigmask, size) = match pselect_data {
+        Some(p) if p != 0 => (super::read_u64(p)?, super::read_u64(p.wrapping_add(8))?),
+        _ => (0, 0),
+    };
+    let (mask, temp) = wait_mask(frame, sigmask, size)?;
+    let old = frame.sigmask();
     let bytes = (nfds as usize).div_ceil(64) * 8;
     let read_set = |p: u64| -> Result<Vec<u8>, Errno> {
         if p == 0 {
@@ -831,35 +1117,39 @@ pub fn select(
             entries.push((fd as i32, ev));
         }
     }
-    let t = timeout_ms(ts, nsec_unit)?;
-    let (revents, _) = poll_core(k, &entries, t)?;
-    let (mut ro, mut wo, mut eo) = (vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]);
-    let mut count = 0;
-    for (&(fd, ev), &re) in entries.iter().zip(&revents) {
-        if re & 0x20 != 0 {
-            return Err(Errno::EBADF);
+    let t = timeout_ms(ts, pselect_data.is_some())?;
+    let res = poll_core(k, &entries, t, mask);
+    let res = res.and_then(|(revents, _)| {
+        let (mut ro, mut wo, mut eo) = (vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]);
+        let mut count = 0;
+        for (&(fd, ev), &re) in entries.iter().zip(&revents) {
+            if re & 0x20 != 0 {
+                return Err(Errno::EBADF);
+            }
+            let fd = fd as usize;
+            let set = |v: &mut Vec<u8>| v[fd / 8] |= 1 << (fd % 8);
+            if ev & 0x1 != 0 && re & (0x1 | 0x8 | 0x10) != 0 {
+                set(&mut ro);
+                count += 1;
+            }
+            if ev & 0x4 != 0 && re & (0x4 | 0x8) != 0 {
+                set(&mut wo);
+                count += 1;
+            }
+            if ev & 0x2 != 0 && re & 0x2 != 0 {
+                set(&mut eo);
+                count += 1;
+            }
         }
-        let fd = fd as usize;
-        let set = |v: &mut Vec<u8>| v[fd / 8] |= 1 << (fd % 8);
-        if ev & 0x1 != 0 && re & (0x1 | 0x8 | 0x10) != 0 {
-            set(&mut ro);
-            count += 1;
+        for (p, v) in [(rd, &ro), (wr, &wo), (ex, &eo)] {
+            if p != 0 {
+                copy_out(p, v)?;
+            }
         }
-        if ev & 0x4 != 0 && re & (0x4 | 0x8) != 0 {
-            set(&mut wo);
-            count += 1;
-        }
-        if ev & 0x2 != 0 && re & 0x2 != 0 {
-            set(&mut eo);
-            count += 1;
-        }
-    }
-    for (p, v) in [(rd, &ro), (wr, &wo), (ex, &eo)] {
-        if p != 0 {
-            copy_out(p, v)?;
-        }
-    }
-    Ok(count)
+        Ok(count)
+    });
+    finish_wait(frame, temp, old, &res);
+    res
 }
 
 fn copy_between(

@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod fd;
 pub mod mem;
+pub mod mount;
 pub mod net;
 pub mod path;
 pub mod process;
@@ -94,15 +95,33 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     if traced && exits {
         strace(nr, entry, &a, 0, None);
     }
-    // Calls that may block on the host let default-action signals through
-    // (Ctrl-C ends a program waiting for input, as natively).
+    // Calls that may block on the host let the signals the guest does not
+    // block through: default actions act (Ctrl-C ends a program waiting for
+    // input), guest handlers interrupt the wait (EINTR, or a restart after
+    // the handler). The waits with a signal mask (poll, select, epoll_wait,
+    // sigsuspend) apply it themselves, atomically, and are not `blocks`.
     let r = if !frame.is_fast() && entry.is_some_and(|e| e.blocks()) {
         let guest_mask = frame.sigmask();
-        let no_handler = k.no_handler.load(std::sync::atomic::Ordering::Relaxed);
-        myst_platform::sud::interruptible(no_handler & !guest_mask, || table::call(k, frame, nr, a))
+        myst_platform::sud::interruptible(!guest_mask, || table::call(k, frame, nr, a))
     } else {
         table::call(k, frame, nr, a)
     };
+    if matches!(&r, Err(e) if *e == Errno::ERESTARTSYS) {
+        // A guest signal came before the host call started, or the host
+        // restarts the call (SA_RESTART): the guest issues it again after
+        // its handler ran.
+        if traced {
+            strace(
+                nr,
+                entry,
+                &a,
+                Errno::ERESTARTSYS.to_ret(),
+                Some(Errno::ERESTARTSYS),
+            );
+        }
+        frame.restart();
+        return;
+    }
     let ret = match r {
         Ok(v) => v,
         Err(e) => e.to_ret(),

@@ -213,14 +213,14 @@ pub fn openat(k: &Kernel, dirfd: u64, pathp: u64, flags: u64, mode: u64) -> SysR
             path_bytes,
         )
     } else {
-        OpenFile::new(
+        OpenFile::open_node(
             FileKind::Node {
                 chain,
                 kind: attr.kind,
             },
             flags,
             path_bytes,
-        )
+        )?
     };
     Ok(lock(&k.fds).alloc(file, flags & O_CLOEXEC != 0, 0)? as i64)
 }

@@ -25,6 +25,9 @@ pub fn set_tid_address(addr: u64) -> SysResult {
 
 /// exit_group(2).
 pub fn exit_group(code: u64) -> SysResult {
+    // Locks and shared open files go now, not when someone notices.
+    crate::ofd::exit_self();
+    crate::pagestore::at_exit();
     host::exit_group(code as i32 & 0xff)
 }
 
@@ -57,6 +60,10 @@ pub fn sysinfo(k: &Kernel, buf: u64) -> SysResult {
 fn limit(res: u64) -> Result<[u64; 2], Errno> {
     if res == 7 {
         return Ok([1024, 1024]);
+    }
+    // RLIMIT_STACK: glibc sizes its threads' default stacks from it.
+    if let (3, Some(t)) = (res, crate::kernel().thread_stack_size) {
+        return Ok([t, u64::MAX]);
     }
     host::prlimit(res as u32, None)
 }
@@ -162,15 +169,37 @@ pub fn prctl(option: u64, arg: u64) -> SysResult {
     }
 }
 
+/// The CPU mask the guest sees (`len` bytes at most): the host's, keeping
+/// only its first MaxAffinityCPUs CPUs when that is configured.
+pub fn cpu_mask(k: &Kernel, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; len];
+    let n = host::sched_getaffinity(&mut buf)?;
+    buf.truncate(n);
+    if let Some(max) = k.max_affinity_cpus {
+        let mut left = max;
+        for byte in buf.iter_mut() {
+            for bit in 0..8 {
+                if *byte & (1 << bit) != 0 {
+                    if left == 0 {
+                        *byte &= !(1 << bit);
+                    } else {
+                        left -= 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(buf)
+}
+
 /// sched_getaffinity(2).
 pub fn sched_getaffinity(_pid: u64, size: u64, mask: u64) -> SysResult {
     if size == 0 || !size.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    let mut buf = vec![0u8; size.min(1024) as usize];
-    let n = host::sched_getaffinity(&mut buf)?;
-    copy_out(mask, &buf[..n])?;
-    Ok(n as i64)
+    let buf = cpu_mask(crate::kernel(), size.min(1024) as usize)?;
+    copy_out(mask, &buf)?;
+    Ok(buf.len() as i64)
 }
 
 /// getcpu(2): the CPU and NUMA node the calling thread runs on, as the host

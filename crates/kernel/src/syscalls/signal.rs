@@ -14,6 +14,7 @@ const SIGSTOP: u64 = 19;
 const SIGSYS: u64 = 31;
 const SA_RESTORER: u64 = 0x0400_0000;
 const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESETHAND: u64 = 0x8000_0000;
 
 fn words(b: &[u8]) -> [u64; 4] {
     let mut w = [0u64; 4];
@@ -39,9 +40,27 @@ pub fn rt_sigaction(k: &Kernel, sig: u64, act: u64, oact: u64, size: u64) -> Sys
         None
     };
     let mut table = lock(&k.sigactions);
+    if table[sig as usize][1] & SA_RESETHAND != 0
+        && table[sig as usize][0] > 1
+        && sud::resethand_fired(sig as i32)
+    {
+        // The one-shot handler ran: the action is the default again.
+        table[sig as usize][0] = 0;
+        k.no_handler
+            .fetch_or(1u64 << (sig - 1), std::sync::atomic::Ordering::Relaxed);
+    }
     let old = table[sig as usize];
     if let Some(n) = new {
-        if sig != SIGSYS {
+        if sig == SIGSYS {
+            // The host's SIGSYS stays the runtime's; a SIGSYS that someone
+            // sends reaches the guest's disposition through the entry stub.
+            let [handler, _, _, mask] = n;
+            if handler > 1 {
+                sud::install_guest_handler(sig as i32, handler, n[1], mask)?;
+            } else {
+                sud::set_guest_sigsys(handler);
+            }
+        } else {
             let [handler, flags, _, mask] = n;
             if handler <= 1 {
                 let host_act = [
@@ -147,10 +166,9 @@ pub fn tgkill(nr: u64, a: u64, b: u64, c: u64) -> SysResult {
     Errno::result(r).map(|_| 0)
 }
 
-/// rt_sigsuspend(2): waits for a signal the temporary mask lets through,
-/// then has it delivered as the call returns (EINTR). The mask stays the
-/// temporary one afterwards (Linux restores the old mask after the
-/// handler; programs normally reset it themselves right after).
+/// rt_sigsuspend(2): waits with the temporary mask (set atomically by the
+/// host's rt_sigsuspend) until a signal is handled; the handler runs as the
+/// call returns EINTR, and returns to the mask from before the call.
 pub fn rt_sigsuspend(frame: &mut SyscallFrame, mask: u64, size: u64) -> SysResult {
     if size != 8 {
         return Err(Errno::EINVAL);
@@ -166,21 +184,16 @@ pub fn pause(frame: &mut SyscallFrame) -> SysResult {
 }
 
 fn suspend(frame: &mut SyscallFrame, temp: u64) -> SysResult {
-    let wanted = !temp & !(1u64 << (SIGSYS - 1));
-    let mut info = [0u8; 128];
-    loop {
-        match host::sigtimedwait(wanted, &mut info, None) {
-            Ok(sig) => {
-                let me = host::int_syscall(39, [0; 6]) as u64;
-                let tid = host::int_syscall(186, [0; 6]) as u64;
-                host::int_syscall(234, [me, tid, sig as u64, 0, 0, 0]);
-                frame.set_sigmask(temp);
-                return Err(Errno::EINTR);
-            }
-            Err(e) if e == Errno::EINTR => continue,
-            Err(e) => return Err(e),
-        }
+    let old = frame.sigmask();
+    let r = host::sigsuspend(temp);
+    if r == sud::ERESTARTSYS {
+        // A handled signal was already deferred: it runs first, then the
+        // wait starts again (the signal came before the call).
+        return Err(Errno::ERESTARTSYS);
     }
+    let r: SysResult = Err(Errno::EINTR);
+    super::fd::finish_wait(frame, Some(temp), old, &r);
+    r
 }
 
 /// rt_sigpending(2): pending signals the guest blocks.
@@ -254,4 +267,24 @@ pub fn getitimer(which: u64, cur: u64) -> SysResult {
     }
     copy_out(cur, &b)?;
     Ok(0)
+}
+
+/// setpgid(2) and setsid(2) on the host: a guest process is a host
+/// process, so its process group and session are the host's, and
+/// kill(-pgid) reaches every member.
+pub fn host_int(nr: u64, a: u64, b: u64) -> SysResult {
+    Errno::result(host::int_syscall(nr, [a, b, 0, 0, 0, 0]))
+}
+
+/// rt_sigqueueinfo(2) (`tgid` None) and rt_tgsigqueueinfo(2): the guest's
+/// siginfo goes to the host as it is (the host refuses forged si_code
+/// values for other processes, as Linux does).
+pub fn sigqueueinfo(tgid: Option<u64>, a: u64, sig: u64, info: u64) -> SysResult {
+    if sig > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let b = copy_in(info, 128)?;
+    let mut si = [0u8; 128];
+    si.copy_from_slice(&b);
+    Errno::result(host::sigqueueinfo(tgid, a, sig, &si)).map(|_| 0)
 }

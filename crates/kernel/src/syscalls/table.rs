@@ -5,14 +5,15 @@
 //! A line reads `NR NAME(ARGS) [FLAGS] => HANDLER;` for an implemented
 //! syscall and `NR NAME;` for one that is not (ENOSYS, logged once). ARGS
 //! are the formats --strace prints the arguments in (see [`Arg`]); FLAGS are
-//! `blocks` (the call may wait on the host, so default-action signals are
-//! let through while it waits, see `dispatch`) and `exits` (it does not
+//! `blocks` (the call may wait on the host, so the signals the guest does
+//! not block are let through while it waits, see `dispatch`; the waits that
+//! take a signal mask apply it themselves and are not marked) and `exits` (it does not
 //! return: --strace prints it before it runs). HANDLER is an expression over
 //! `k` (the [`Kernel`]), `f` (the trapped [`SyscallFrame`]) and `a` (the six
 //! raw arguments). Adding a syscall is one line here and one handler in the
 //! family module its name belongs to (docs/DESIGN.md, "How to add a syscall").
 
-use super::{exec, fd, mem, net, path, process, signal, time, SysResult};
+use super::{exec, fd, mem, mount, net, path, process, signal, time, SysResult};
 use crate::Kernel;
 use myst_fs::Errno;
 use myst_platform::host;
@@ -157,7 +158,7 @@ syscall_table! { |k, f, a|
     4 stat(path, ptr) => path::fstatat(k, AT_FDCWD, a[0], a[1], 0);
     5 fstat(fd, ptr) => fd::fstat(k, a[0], a[1]);
     6 lstat(path, ptr) => path::fstatat(k, AT_FDCWD, a[0], a[1], 0x100);
-    7 poll(ptr, int, int) [blocks] => fd::poll(k, a[0], a[1], a[2]);
+    7 poll(ptr, int, int) => fd::poll(k, f, a[0], a[1], a[2]);
     8 lseek(fd, off, int) => fd::lseek(k, a[0], a[1], a[2]);
     9 mmap(ptr, size, flags, flags, fd, off) => mem::mmap(k, a[0], a[1], a[2], a[3], a[4], a[5]);
     10 mprotect(ptr, size, flags) => mem::mprotect(a[0], a[1], a[2]);
@@ -173,10 +174,10 @@ syscall_table! { |k, f, a|
     20 writev(fd, ptr, int) [blocks] => fd::writev(k, a[0], a[1], a[2], None);
     21 access(path, mode) => path::faccessat(k, AT_FDCWD, a[0], a[1], 0);
     22 pipe(ptr) => fd::pipe2(k, a[0], 0);
-    23 select(int, ptr, ptr, ptr, ptr) [blocks] => fd::select(k, a[0], a[1], a[2], a[3], a[4], false);
+    23 select(int, ptr, ptr, ptr, ptr) => fd::select(k, f, a[0], a[1], a[2], a[3], a[4], None);
     24 sched_yield() => Ok(0);
     25 mremap(ptr, size, size, flags, ptr) => mem::mremap(a[0], a[1], a[2], a[3], a[4]);
-    26 msync(ptr, size, flags) => Ok(0);
+    26 msync(ptr, size, flags) => mem::msync(a[0], a[1], a[2]);
     27 mincore(ptr, size, ptr) => Ok(0);
     28 madvise(ptr, size, int) => mem::madvise(a[0], a[1], a[2]);
     29 shmget;
@@ -222,8 +223,8 @@ syscall_table! { |k, f, a|
     69 msgsnd;
     70 msgrcv;
     71 msgctl;
-    72 fcntl(fd, int, ptr) => fd::fcntl(k, a[0], a[1], a[2]);
-    73 flock(fd, int) => Ok(0);
+    72 fcntl(fd, int, ptr) => fd::fcntl(k, a[0], a[1], a[2], f);
+    73 flock(fd, int) => fd::flock(k, a[0], a[1], f);
     74 fsync(fd) => fd::fsync(k, a[0]);
     75 fdatasync(fd) => fd::fsync(k, a[0]);
     76 truncate(path, off) => path::truncate(k, a[0], a[1]);
@@ -259,10 +260,10 @@ syscall_table! { |k, f, a|
     106 setgid(int) => Ok(0);
     107 geteuid() => Ok(host::int_syscall(107, a));
     108 getegid() => Ok(host::int_syscall(108, a));
-    109 setpgid(int, int) => Ok(0);
+    109 setpgid(int, int) => signal::host_int(109, a[0], a[1]);
     110 getppid() => Ok(host::int_syscall(110, a));
     111 getpgrp() => Ok(host::int_syscall(111, a));
-    112 setsid() => Ok(host::int_syscall(39, [0; 6]));
+    112 setsid() => signal::host_int(112, 0, 0);
     113 setreuid(int, int) => Ok(0);
     114 setregid(int, int) => Ok(0);
     115 getgroups(int, ptr) => process::getgroups(a[0], a[1]);
@@ -278,8 +279,8 @@ syscall_table! { |k, f, a|
     125 capget;
     126 capset;
     127 rt_sigpending(ptr, size) => signal::rt_sigpending(f, a[0], a[1]);
-    128 rt_sigtimedwait(ptr, ptr, ptr, size) => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]);
-    129 rt_sigqueueinfo;
+    128 rt_sigtimedwait(ptr, ptr, ptr, size) [blocks] => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]);
+    129 rt_sigqueueinfo(int, int, ptr) => signal::sigqueueinfo(None, a[0], a[1], a[2]);
     130 rt_sigsuspend(ptr, size) => signal::rt_sigsuspend(f, a[0], a[1]);
     131 sigaltstack(ptr, ptr) => signal::sigaltstack(a[0], a[1]);
     132 utime;
@@ -315,8 +316,8 @@ syscall_table! { |k, f, a|
     162 sync() => Ok(0);
     163 acct;
     164 settimeofday;
-    165 mount;
-    166 umount2;
+    165 mount(path, path, path, flags, ptr) => mount::mount(k, a[0], a[1], a[2], a[3], a[4]);
+    166 umount2(path, flags) => mount::umount2(k, a[0], a[1]);
     167 swapon;
     168 swapoff;
     169 reboot;
@@ -382,7 +383,7 @@ syscall_table! { |k, f, a|
     229 clock_getres(int, ptr) => time::clock_getres(a[0], a[1]);
     230 clock_nanosleep(int, flags, ptr, ptr) [blocks] => time::clock_nanosleep(a[0], a[1], a[2], a[3]);
     231 exit_group(int) [exits] => process::exit_group(a[0]);
-    232 epoll_wait(fd, ptr, int, int) [blocks] => net::epoll_wait(k, a[0], a[1], a[2], a[3]);
+    232 epoll_wait(fd, ptr, int, int) => net::epoll_pwait(k, f, a[0], a[1], a[2], a[3], false, 0, 0);
     233 epoll_ctl(fd, int, fd, ptr) => net::epoll_ctl(k, a[0], a[1], a[2], a[3]);
     234 tgkill(int, int, int) => signal::tgkill(234, a[0], a[1], a[2]);
     235 utimes;
@@ -420,8 +421,8 @@ syscall_table! { |k, f, a|
     267 readlinkat(fd, path, ptr, size) => path::readlinkat(k, a[0], a[1], a[2], a[3]);
     268 fchmodat(fd, path, mode) => path::fchmodat(k, a[0], a[1], a[2]);
     269 faccessat(fd, path, mode) => path::faccessat(k, a[0], a[1], a[2], 0);
-    270 pselect6(int, ptr, ptr, ptr, ptr, ptr) [blocks] => fd::select(k, a[0], a[1], a[2], a[3], a[4], true);
-    271 ppoll(ptr, int, ptr, ptr, size) [blocks] => fd::ppoll(k, a[0], a[1], a[2]);
+    270 pselect6(int, ptr, ptr, ptr, ptr, ptr) => fd::select(k, f, a[0], a[1], a[2], a[3], a[4], Some(a[5]));
+    271 ppoll(ptr, int, ptr, ptr, size) => fd::ppoll_ts(k, f, a[0], a[1], a[2], a[3], a[4]);
     272 unshare;
     273 set_robust_list(ptr, size) => Ok(0);
     274 get_robust_list;
@@ -431,7 +432,7 @@ syscall_table! { |k, f, a|
     278 vmsplice;
     279 move_pages;
     280 utimensat(fd, path, ptr, flags) => path::utimensat(k, a[0], a[1], a[2], a[3]);
-    281 epoll_pwait(fd, ptr, int, int, ptr, size) [blocks] => net::epoll_wait(k, a[0], a[1], a[2], a[3]);
+    281 epoll_pwait(fd, ptr, int, int, ptr, size) => net::epoll_pwait(k, f, a[0], a[1], a[2], a[3], true, a[4], a[5]);
     282 signalfd;
     283 timerfd_create;
     284 eventfd(int) => net::eventfd(k, a[0], 0);
@@ -447,7 +448,7 @@ syscall_table! { |k, f, a|
     294 inotify_init1;
     295 preadv(fd, ptr, int, off) [blocks] => fd::readv(k, a[0], a[1], a[2], Some(a[3]));
     296 pwritev(fd, ptr, int, off) [blocks] => fd::writev(k, a[0], a[1], a[2], Some(a[3]));
-    297 rt_tgsigqueueinfo;
+    297 rt_tgsigqueueinfo(int, int, int, ptr) => signal::sigqueueinfo(Some(a[0]), a[1], a[2], a[3]);
     298 perf_event_open;
     299 recvmmsg;
     300 fanotify_init;

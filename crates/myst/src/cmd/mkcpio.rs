@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use myst_formats::cpio::{display_name, Meta, Writer, MYSTIKOS_MAX_NAME, S_IFMT};
+use myst_formats::mode::{S_IFDIR, S_IFLNK, S_IFREG, S_IPERM};
+use myst_formats::oci::{LayerStreams, MKind, MNode};
 
 /// Files at least this large are copied into the archive by the kernel;
 /// smaller ones go through the writer's buffer, which batches their headers
@@ -36,9 +38,21 @@ mtimes. Files of 4 GiB or more and names longer than 255 bytes are errors.
 The archive is written to a temporary file next to OUT and renamed into place,
 so a failed run leaves no partial archive.
 
-Example: myst mkcpio appdir rootfs.cpio")]
+From a container image SOURCE, the merged layers are packed the same way.
+
+Examples:
+  myst mkcpio appdir rootfs.cpio
+  myst mkcpio docker-archive:./app.tar app.cpio
+  myst mkcpio --config-out config.json oci:./layout:app app.cpio",
+    after_long_help = crate::image_source::HELP)]
 pub struct Args {
-    /// Directory to pack (may be `.`).
+    /// With an image SOURCE: write the image's Entrypoint/Cmd/Env/WorkingDir
+    /// as a Mystikos config.json here (for `exec-linux --app-config-path`).
+    #[arg(long, value_name = "FILE")]
+    pub config_out: Option<PathBuf>,
+    /// Directory to pack (may be `.`), or a container image: oci:PATH[:REF],
+    /// oci-archive:PATH[:REF], docker-archive:PATH[:REF].
+    #[arg(value_name = "SOURCE")]
     pub dir: PathBuf,
     /// Archive to write.
     pub out: PathBuf,
@@ -47,10 +61,20 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let sde = source_date_epoch()?;
-    let root_md = fs::metadata(&args.dir).with_context(|| format!("{}", args.dir.display()))?;
-    if !root_md.is_dir() {
-        bail!("{}: not a directory", args.dir.display());
-    }
+    let image_ref = crate::image_source::parse(&args.dir);
+    let root_md = match &image_ref {
+        Some(_) => None,
+        None => {
+            if args.config_out.is_some() {
+                bail!("--config-out needs a container image SOURCE (oci:, oci-archive: or docker-archive:)");
+            }
+            let md = fs::metadata(&args.dir).with_context(|| format!("{}", args.dir.display()))?;
+            if !md.is_dir() {
+                bail!("{}: not a directory", args.dir.display());
+            }
+            Some(md)
+        }
+    };
     if args.out.is_dir() {
         bail!(
             "{}: is a directory, expected an archive file name",
@@ -85,7 +109,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         skip,
         out: &args.out,
     };
-    p.pack_dir(&args.dir, b".".to_vec(), &root_md)?;
+    let mut config = None;
+    match (&image_ref, &root_md) {
+        (Some(r), _) => {
+            let opened = crate::image_source::open(r)?;
+            if let Some(c) = &args.config_out {
+                config = Some(crate::image_source::config_file(&opened, c, true)?);
+            }
+            p.pack_image(&opened)?;
+            opened
+                .image
+                .reverify()
+                .with_context(|| opened.image.source.clone())?;
+        }
+        (None, Some(md)) => p.pack_dir(&args.dir, b".".to_vec(), md)?,
+        (None, None) => bail!("internal: no source"),
+    }
     let mut file =
         p.w.finish()
             .with_context(|| format!("{}", args.out.display()))?;
@@ -96,6 +135,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             args.out.display()
         )
     })?;
+    if let Some(c) = config {
+        crate::image_source::persist_config(c)?;
+    }
     Ok(0)
 }
 
@@ -145,6 +187,96 @@ impl Packer<'_> {
             mtime,
             ..Meta::default()
         }
+    }
+
+    fn image_meta(&mut self, node: &MNode, type_bits: u32, nlink: u32) -> Meta {
+        let ino = self.next_ino;
+        self.next_ino = self.next_ino.wrapping_add(1);
+        let mut mtime = u32::try_from(node.meta.mtime.max(0)).unwrap_or(u32::MAX);
+        if let Some(sde) = self.sde {
+            mtime = mtime.min(sde);
+        }
+        Meta {
+            ino,
+            mode: type_bits | (u32::from(node.meta.perm) & S_IPERM),
+            uid: node.meta.uid,
+            gid: node.meta.gid,
+            nlink,
+            mtime,
+            ..Meta::default()
+        }
+    }
+
+    /// Packs the merged tree of a container image: the same order and
+    /// rules as a directory (depth first, sorted, hard links as copies,
+    /// device nodes and FIFOs skipped); file data is read from the layers.
+    fn pack_image(&mut self, o: &crate::image_source::Opened) -> anyhow::Result<()> {
+        let mut streams = LayerStreams::new(&o.image.layers);
+        let m = &o.merged;
+        let src = &o.image.source;
+        m.walk(|rel, id| -> anyhow::Result<()> {
+            let node = &m.nodes[id];
+            if rel.len() > MYSTIKOS_MAX_NAME {
+                bail!(
+                    "{src}: /{}: its archive name is {} bytes; names longer than {MYSTIKOS_MAX_NAME} bytes do not fit a Mystikos ramfs",
+                    display_name(rel),
+                    rel.len()
+                );
+            }
+            match &node.kind {
+                MKind::Dir(ch) => {
+                    let subdirs = ch
+                        .values()
+                        .filter(|(n, _)| matches!(m.nodes[*n].kind, MKind::Dir(_)))
+                        .count();
+                    let nlink = u32::try_from(subdirs).unwrap_or(u32::MAX).saturating_add(2);
+                    let meta = self.image_meta(node, S_IFDIR, nlink);
+                    self.w
+                        .append_data(rel, &meta, b"")
+                        .with_context(|| self.write_err())?;
+                }
+                MKind::File {
+                    layer,
+                    offset,
+                    size,
+                } => {
+                    if *size >= 1 << 32 {
+                        bail!(
+                            "{src}: /{}: file is {size} bytes; a CPIO (newc) entry holds less than 4 GiB",
+                            display_name(rel)
+                        );
+                    }
+                    let meta = self.image_meta(node, S_IFREG, 1);
+                    let reader = crate::image_source::StreamReader {
+                        streams: &mut streams,
+                        layer: *layer,
+                        pos: *offset,
+                        end: offset + size,
+                    };
+                    self.w
+                        .append_reader(rel, &meta, *size, reader)
+                        .with_context(|| format!("{src} -> {}", self.out.display()))?;
+                }
+                MKind::Symlink(t) => {
+                    let meta = self.image_meta(node, S_IFLNK, 1);
+                    self.w
+                        .append_data(rel, &meta, t)
+                        .with_context(|| self.write_err())?;
+                }
+                MKind::CharDev(..) | MKind::BlockDev(..) | MKind::Fifo => {
+                    let what = if matches!(node.kind, MKind::Fifo) {
+                        "FIFO"
+                    } else {
+                        "device node"
+                    };
+                    eprintln!(
+                        "myst: warning: skipping /{} of {src}: a {what} cannot go in a CPIO image",
+                        display_name(rel)
+                    );
+                }
+            }
+            Ok(())
+        })
     }
 
     fn write_err(&self) -> String {

@@ -1,4 +1,4 @@
-//! `myst mkext2`: packs a directory into an ext2 image, appends its dm-verity
+//! `myst mkext2`: packs a directory or a container image into an ext2 image, appends its dm-verity
 //! hash tree and an FSSIG trailer, optionally signed. No root, no external
 //! tools; the same tree and options always give the same bytes.
 
@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use myst_formats::ext2::{self, Options, Payload, Progress, Tree};
 use myst_formats::fssig::Fssig;
 use myst_formats::luks::{self, LuksParams, LuksWriter};
+use myst_formats::oci::LayerStreams;
 use myst_formats::sign::{self, PrivateKey, PublicKey};
 use std::io::IsTerminal;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -22,7 +23,8 @@ Mystikos), grown if needed so the tree fits with room for writes at run\n\
 time; --size can only raise it. Salt and UUIDs are derived from the tree, so\n\
 the same tree gives the same image and root hash. Times are clamped to\n\
 SOURCE_DATE_EPOCH when it is set.\n\n\
-Examples:\n  myst mkext2 appdir rootfs.img\n  myst mkext2 --sign=pub.pem:priv.pem appdir rootfs.img\n  myst fssig --roothash rootfs.img"
+Examples:\n  myst mkext2 appdir rootfs.img\n  myst mkext2 --sign=pub.pem:priv.pem appdir rootfs.img\n  myst mkext2 --config-out config.json oci:./layout:app app.img\n  myst mkext2 docker-archive:./app.tar app.img\n  myst fssig --roothash rootfs.img",
+    after_long_help = crate::image_source::HELP
 )]
 pub struct Args {
     /// Overwrite IMG if it exists.
@@ -52,7 +54,13 @@ pub struct Args {
     /// Print what is done.
     #[arg(long, short = 't')]
     pub trace: bool,
-    /// Directory to pack.
+    /// With an image SOURCE: write the image's Entrypoint/Cmd/Env/WorkingDir
+    /// as a Mystikos config.json here (for `exec-linux --app-config-path`).
+    #[arg(long, value_name = "FILE")]
+    pub config_out: Option<PathBuf>,
+    /// Directory to pack, or a container image: oci:PATH[:REF],
+    /// oci-archive:PATH[:REF], docker-archive:PATH[:REF].
+    #[arg(value_name = "SOURCE")]
     pub dir: PathBuf,
     /// Image to write.
     pub img: PathBuf,
@@ -240,10 +248,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             bail!("--passphrase must be at least 14 characters");
         }
     }
-    let md = std::fs::metadata(&args.dir)
-        .with_context(|| format!("cannot read directory {}", args.dir.display()))?;
-    if !md.is_dir() {
-        bail!("{} is not a directory", args.dir.display());
+    let image_ref = crate::image_source::parse(&args.dir);
+    if image_ref.is_none() {
+        if args.config_out.is_some() {
+            bail!("--config-out needs a container image SOURCE (oci:, oci-archive: or docker-archive:)");
+        }
+        let md = std::fs::metadata(&args.dir)
+            .with_context(|| format!("cannot read directory {}", args.dir.display()))?;
+        if !md.is_dir() {
+            bail!("{} is not a directory", args.dir.display());
+        }
     }
     if !args.force && std::fs::symlink_metadata(&args.img).is_ok() {
         bail!(
@@ -267,7 +281,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         direct_io: true,
     };
 
-    let tree = scan(&args.dir)?;
+    let opened = match &image_ref {
+        Some(r) => Some(crate::image_source::open(r)?),
+        None => None,
+    };
+    let config = match (&opened, &args.config_out) {
+        (Some(o), Some(path)) => Some(crate::image_source::config_file(o, path, args.force)?),
+        _ => None,
+    };
+    let tree = match &opened {
+        Some(o) => o.merged.to_ext2(),
+        None => scan(&args.dir)?,
+    };
     let (files, bytes) = count(&tree);
     if args.trace {
         println!(
@@ -310,19 +335,40 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         },
         None => Payload::default(),
     };
-    let image = ext2::build(
-        &tree,
-        tmp.as_file(),
-        tmp.path(),
-        &opts,
-        &payload,
-        bar.as_ref().map(|b| b as &dyn Progress),
-    );
+    let image = match &opened {
+        Some(o) => {
+            let mut streams = LayerStreams::new(&o.image.layers);
+            let r = ext2::build_streamed(
+                &tree,
+                tmp.as_file(),
+                tmp.path(),
+                &opts,
+                &payload,
+                bar.as_ref().map(|b| b as &dyn Progress),
+                &mut streams,
+            );
+            if args.trace {
+                println!("mkext2: compressed layer restarts: {}", streams.restarts);
+            }
+            r
+        }
+        None => ext2::build(
+            &tree,
+            tmp.as_file(),
+            tmp.path(),
+            &opts,
+            &payload,
+            bar.as_ref().map(|b| b as &dyn Progress),
+        ),
+    };
     // Clear the bar before any error message.
     if let Some(b) = &bar {
         b.bar.finish_and_clear();
     }
     let image = image?;
+    if let Some(o) = &opened {
+        o.image.reverify().with_context(|| o.image.source.clone())?;
+    }
 
     let fssig = match &keys {
         Some(k) => {
@@ -371,6 +417,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         tmp.persist_noclobber(&args.img)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", args.img.display()))?;
+    }
+    if let Some(c) = config {
+        crate::image_source::persist_config(c)?;
     }
     Ok(0)
 }

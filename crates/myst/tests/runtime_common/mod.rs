@@ -49,6 +49,13 @@ pub const APPS: &[&str] = &[
     "sigstress",
     "waits",
     "sysfuzz",
+    "sigwait",
+    "blocklock",
+    "sockpass",
+    "pgroups",
+    "cancel",
+    "config",
+    "mountapp",
 ];
 
 /// The myst binary.
