@@ -292,7 +292,9 @@ run_one() {
     fi
     local unh last
     unh="$(grep -o 'unhandled syscall [a-z0-9_]*' "$logf" | awk '{ print $3 }' | sort -u | paste -sd, -)"
-    last="$(grep -v '^ltp.sh:' "$logf" | grep -v 'unhandled syscall' | awk 'NF' | tail -n 3 \
+    # Last lines, without LTP's closing summary counters.
+    last="$(grep -v '^ltp.sh:' "$logf" | grep -v 'unhandled syscall' \
+            | grep -vE '^(Summary:$|(passed|failed|broken|skipped|warnings) )' | awk 'NF' | tail -n 3 \
             | tr '\t' ' ' | cut -c1-200 | paste -sd'|' - | sed 's/|/ | /g')"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$unh" "$pids" "$last" \
         > "$OUT/logs/$name.row"
