@@ -23,9 +23,23 @@ want umoci umoci
 want skopeo skopeo
 want zstd zstd
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)
+# The LTP test (crates/myst/tests/ltp.rs, scripts/ltp.sh) builds the Linux
+# Test Project from third_party/ltp: autotools, make, pkg-config, xz, strip
+# and readelf (binutils), kernel headers (linux-libc-dev). No bison/flex: the
+# directories it builds do not use them.
+want autoconf autoconf
+want automake automake
+want m4 m4
+want make make
+want pkg-config pkg-config
+want xz xz-utils
+want strip binutils
+want readelf binutils
+[ -e /usr/include/linux/version.h ] || need_pkgs+=(linux-libc-dev)
 # runtime_debian builds a Debian root with debootstrap (in /usr/sbin).
 [ -x /usr/sbin/debootstrap ] || want debootstrap debootstrap
 if [ ${#need_pkgs[@]} -gt 0 ]; then
+    mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
     if [ "$(id -u)" = 0 ]; then
         echo "test.sh: installing ${need_pkgs[*]}" >&2
         apt-get update -qq
