@@ -34,14 +34,12 @@ fn image(dir: &Path) -> Option<(Vec<&'static str>, std::path::PathBuf)> {
                 .map(|s| s.success())
                 .unwrap_or(false)
         });
-        if ok {
-            built.push(v.name);
-        } else {
-            eprintln!(
-                "fork-share test: {} cannot build forkshare.c/ofdshare.c; skipping {}",
-                v.cc, v.name
-            );
-        }
+        assert!(
+            ok,
+            "fork-share test: {} cannot build forkshare.c/ofdshare.c ({} variant)",
+            v.cc, v.name
+        );
+        built.push(v.name);
     }
     if let Some(bb) = busybox() {
         std::fs::copy(bb, tree.join("bin/busybox")).expect("copy busybox");
